@@ -1,0 +1,54 @@
+"""MuJoCo locomotion tasks on MJX, faithful to Gymnasium's ``*-v5`` definitions.
+
+``make(name)`` builds a task; ``names()`` lists them. Installed, this folder is the
+package ``piekd_mjx.envs``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from piekd_mjx.envs import ant
+from piekd_mjx.envs import base
+from piekd_mjx.envs import half_cheetah
+from piekd_mjx.envs import hopper
+from piekd_mjx.envs import humanoid
+from piekd_mjx.envs import inverted_pendulum
+from piekd_mjx.envs import walker2d
+from piekd_mjx.envs.base import MjxTask
+from piekd_mjx.envs.base import SOLVERS
+from piekd_mjx.envs.base import State
+
+_TASKS: dict[str, Callable[..., MjxTask]] = {
+    'ant': ant.Ant,
+    'halfcheetah': half_cheetah.HalfCheetah,
+    'hopper': hopper.Hopper,
+    'humanoid': humanoid.Humanoid,
+    'inverted_pendulum': inverted_pendulum.InvertedPendulum,
+    'walker2d': walker2d.Walker2d,
+}
+
+# The Gymnasium id each task reproduces (used by the parity tests and benchmarks).
+GYMNASIUM_IDS: dict[str, str] = {
+    'ant': 'Ant-v5',
+    'halfcheetah': 'HalfCheetah-v5',
+    'hopper': 'Hopper-v5',
+    'humanoid': 'Humanoid-v5',
+    'inverted_pendulum': 'InvertedPendulum-v5',
+    'walker2d': 'Walker2d-v5',
+}
+
+
+def names() -> tuple[str, ...]:
+  """The valid task names, sorted."""
+  return tuple(sorted(_TASKS))
+
+
+def make(name: str, solver: str | base.SolverOptions = 'faithful') -> MjxTask:
+  """Builds the task ``name``; ``solver`` is 'faithful' (default) or 'fast'."""
+  if name not in _TASKS:
+    raise ValueError(f'unknown task {name!r}; valid: {", ".join(names())}')
+  return _TASKS[name](solver=solver)
+
+
+__all__ = ['GYMNASIUM_IDS', 'MjxTask', 'SOLVERS', 'State', 'make', 'names']

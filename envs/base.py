@@ -1,0 +1,182 @@
+"""The base of every task: a Gymnasium ``*-v5`` MuJoCo model stepped by MJX.
+
+A task follows brax's environment interface (``reset(key) -> State``,
+``step(State, action) -> State``, ``observation_size``, ``action_size``), so brax's
+own wrappers and trainers run it. ``State.done`` is termination only; the time limit
+belongs to the episode wrapper (``piekd_mjx.envs.wrappers``).
+
+Fidelity to Gymnasium (MuJoCo C) rests on three facts that the subclasses rely on:
+
+* The model is Gymnasium's own MJCF file, loaded from the installed package.
+* One step writes the action into ``ctrl`` and calls ``mjx.step`` ``frame_skip``
+  times, then ``mjx.rne_postconstraint`` where the task reads ``cfrc_ext``, exactly as
+  ``MujocoEnv._step_mujoco_simulation`` calls ``mj_step`` and ``mj_rnePostConstraint``.
+  Position-dependent fields (``xpos``, ``cinert``, ...) therefore lag ``qpos`` by one
+  sub-step after a step, as they do in Gymnasium, and the tasks read them the same way.
+* A reset sets ``qpos``/``qvel`` and calls ``mjx.forward``, as ``MujocoEnv.set_state``
+  calls ``mj_forward``.
+
+Actions are in the model's control units (Gymnasium's action space, the actuators'
+``ctrlrange``); ``action_low``/``action_high`` give the bounds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+import mujoco
+import numpy as np
+from brax.envs import base as brax_base
+from mujoco import mjx
+
+State = brax_base.State
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverOptions:
+  """MuJoCo solver settings applied on top of the Gymnasium model.
+
+  ``None`` keeps the model's own value. The default (all ``None``) is the faithful
+  setting; ``FAST`` trades parity for speed the way brax's MJX tasks do.
+  """
+
+  iterations: int | None = None  # constraint solver iterations (model: 100, Humanoid 50)
+  ls_iterations: int | None = None  # line-search iterations (model: 50)
+
+
+FAITHFUL = SolverOptions()
+FAST = SolverOptions(iterations=4, ls_iterations=8)
+SOLVERS: Mapping[str, SolverOptions] = {'faithful': FAITHFUL, 'fast': FAST}
+
+
+def gymnasium_asset(xml_file: str) -> str:
+  """Path of an MJCF file shipped by the installed gymnasium package."""
+  import gymnasium.envs.mujoco as gym_mujoco  # pylint: disable=g-import-not-at-top
+
+  path = os.path.join(os.path.dirname(gym_mujoco.__file__), 'assets', xml_file)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'gymnasium ships no model {xml_file!r} (looked at {path})')
+  return path
+
+
+class MjxTask(brax_base.Env):
+  """A Gymnasium v5 MuJoCo task on MJX. Subclasses set the class attributes and
+  implement ``_observation`` and ``_reward_and_termination``."""
+
+  xml_file: str = ''
+  frame_skip: int = 1
+  reset_noise_scale: float = 0.0
+  # 'uniform': qvel noise is U(-s, s); 'normal': qvel noise is s * N(0, 1).
+  qvel_noise: str = 'uniform'
+  # Whether the observation or reward reads cfrc_ext (needs rne_postconstraint).
+  uses_cfrc_ext: bool = False
+  # Names of the per-step reward terms and diagnostics in State.metrics.
+  metric_names: tuple[str, ...] = ()
+
+  def __init__(self, solver: str | SolverOptions = 'faithful'):
+    if isinstance(solver, str):
+      if solver not in SOLVERS:
+        raise ValueError(f'unknown solver {solver!r}; valid: {", ".join(SOLVERS)}')
+      solver = SOLVERS[solver]
+    self.solver = solver
+    mj_model = mujoco.MjModel.from_xml_path(gymnasium_asset(self.xml_file))
+    self._adapt_model(mj_model)
+    if solver.iterations is not None:
+      mj_model.opt.iterations = solver.iterations
+    if solver.ls_iterations is not None:
+      mj_model.opt.ls_iterations = solver.ls_iterations
+    self.mj_model = mj_model
+    self.mjx_model = mjx.put_model(mj_model)
+    mj_data = mujoco.MjData(mj_model)
+    self.init_qpos = jnp.asarray(mj_data.qpos, jnp.float32)
+    self.init_qvel = jnp.asarray(mj_data.qvel, jnp.float32)
+    ctrlrange = np.asarray(mj_model.actuator_ctrlrange, np.float32)
+    self.action_low = jnp.asarray(ctrlrange[:, 0])
+    self.action_high = jnp.asarray(ctrlrange[:, 1])
+    self._obs_size = int(self._observation(mjx.make_data(mj_model)).shape[-1])
+
+  def _adapt_model(self, mj_model: mujoco.MjModel) -> None:
+    """Changes a model option that MJX cannot run (see Humanoid); default: none."""
+
+  # -- the brax interface ---------------------------------------------------------------
+
+  @property
+  def dt(self) -> float:
+    """Seconds of simulated time per environment step."""
+    return float(self.mj_model.opt.timestep) * self.frame_skip
+
+  @property
+  def observation_size(self) -> int:
+    return self._obs_size
+
+  @property
+  def action_size(self) -> int:
+    return int(self.mj_model.nu)
+
+  @property
+  def backend(self) -> str:
+    return 'mjx'
+
+  def reset(self, rng: jax.Array) -> State:
+    """Gymnasium's ``reset_model``: the initial pose plus reset noise."""
+    key_qpos, key_qvel = jax.random.split(rng)
+    scale = self.reset_noise_scale
+    qpos = self.init_qpos + jax.random.uniform(
+        key_qpos, self.init_qpos.shape, minval=-scale, maxval=scale)
+    if self.qvel_noise == 'normal':
+      qvel = self.init_qvel + scale * jax.random.normal(key_qvel, self.init_qvel.shape)
+    else:
+      qvel = self.init_qvel + jax.random.uniform(
+          key_qvel, self.init_qvel.shape, minval=-scale, maxval=scale)
+    return self.reset_to(qpos, qvel)
+
+  def reset_to(self, qpos: jax.Array, qvel: jax.Array) -> State:
+    """Starts an episode from a given physical state (Gymnasium's ``set_state``)."""
+    data = mjx.make_data(self.mjx_model)
+    data = data.replace(qpos=jnp.asarray(qpos, jnp.float32),
+                        qvel=jnp.asarray(qvel, jnp.float32))
+    data = mjx.forward(self.mjx_model, data)
+    zero = jnp.zeros((), jnp.float32)
+    metrics = {name: zero for name in self.metric_names}
+    return State(pipeline_state=data, obs=self._observation(data), reward=zero,
+                 done=zero, metrics=metrics, info={})
+
+  def step(self, state: State, action: jax.Array) -> State:
+    """Gymnasium's ``step``: ``frame_skip`` physics steps under ``ctrl = action``."""
+    data0 = state.pipeline_state
+    data = data0.replace(ctrl=jnp.asarray(action, jnp.float32))
+    data = jax.lax.fori_loop(
+        0, self.frame_skip, lambda _, d: mjx.step(self.mjx_model, d), data)
+    if self.uses_cfrc_ext:
+      data = mjx.rne_postconstraint(self.mjx_model, data)
+    obs = self._observation(data)
+    reward, terminated, metrics = self._reward_and_termination(data0, data, action, obs)
+    metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+    return state.replace(pipeline_state=data, obs=obs,
+                         reward=jnp.asarray(reward, jnp.float32),
+                         done=jnp.asarray(terminated, jnp.float32), metrics=metrics)
+
+  # -- what a task defines -------------------------------------------------------------
+
+  def _observation(self, data: mjx.Data) -> jax.Array:
+    raise NotImplementedError
+
+  def _reward_and_termination(self, data0: mjx.Data, data: mjx.Data, action: jax.Array,
+                              obs: jax.Array):
+    """Returns (reward, terminated, metrics) for the step from ``data0`` to ``data``."""
+    raise NotImplementedError
+
+
+def state_vector(data: mjx.Data) -> jax.Array:
+  """Gymnasium's ``MujocoEnv.state_vector``: concat(qpos, qvel)."""
+  return jnp.concatenate([data.qpos, data.qvel])
+
+
+def control_cost(weight: float, action: jax.Array) -> jax.Array:
+  return weight * jnp.sum(jnp.square(action))
+
+
