@@ -6,8 +6,6 @@ package ``piekd_mjx.envs``.
 
 from __future__ import annotations
 
-from typing import Callable
-
 from piekd_mjx.envs import ant
 from piekd_mjx.envs import base
 from piekd_mjx.envs import half_cheetah
@@ -19,7 +17,7 @@ from piekd_mjx.envs.base import MjxTask
 from piekd_mjx.envs.base import SOLVERS
 from piekd_mjx.envs.base import State
 
-_TASKS: dict[str, Callable[..., MjxTask]] = {
+_TASKS: dict[str, type[MjxTask]] = {
     'ant': ant.Ant,
     'halfcheetah': half_cheetah.HalfCheetah,
     'hopper': hopper.Hopper,
@@ -44,11 +42,16 @@ def names() -> tuple[str, ...]:
   return tuple(sorted(_TASKS))
 
 
-def make(name: str, solver: str | base.SolverOptions = 'faithful') -> MjxTask:
-  """Builds the task ``name``; ``solver`` is 'faithful' (default) or 'fast'."""
+def make_class(name: str) -> type[MjxTask]:
+  """The task class of ``name``, without building it."""
   if name not in _TASKS:
     raise ValueError(f'unknown task {name!r}; valid: {", ".join(names())}')
-  return _TASKS[name](solver=solver)
+  return _TASKS[name]
 
 
-__all__ = ['GYMNASIUM_IDS', 'MjxTask', 'SOLVERS', 'State', 'make', 'names']
+def make(name: str, solver: str | base.SolverOptions = 'faithful') -> MjxTask:
+  """Builds the task ``name``; ``solver`` is 'faithful' (default) or 'fast'."""
+  return make_class(name)(solver=solver)
+
+
+__all__ = ['GYMNASIUM_IDS', 'MjxTask', 'SOLVERS', 'State', 'make', 'make_class', 'names']

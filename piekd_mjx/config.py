@@ -1,0 +1,229 @@
+"""Every hyperparameter of a PIEKD / SAC run, and the paper's variants.
+
+The defaults are those of shared/design/PIEKD-SPEC.md: §1 (one SAC member, after
+Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications"), §2-3 (the
+ensemble and intra-ensemble knowledge distillation, Hong et al., PIEKD, §4.2-4.4,
+Algorithm 1, Eq. 1-2, with the reference implementation pfnet-research/piekd's defaults
+where the paper is silent) and §4 (the baselines and ablations, paper §5.2-5.6).
+
+``Config`` is one frozen dataclass; every field carries a one-line ``help`` in its
+metadata so that the CLI can generate its absl flags from the fields in one loop.
+A variant is a small function ``Config -> Config`` (``dataclasses.replace``), collected
+in ``VARIANTS``; ``apply_variant`` applies ``config.variant`` while keeping the fields the
+user set explicitly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Collection, Mapping
+
+
+def _field(default: Any, doc: str) -> Any:
+  return dataclasses.field(default=default, metadata={'help': doc})
+
+
+# The valid values of the enum-valued string fields.
+SOLVER_CHOICES = ('faithful', 'fast')
+MATMUL_PRECISION_CHOICES = ('float32', 'tensorfloat32', 'bfloat16')
+SHARE_CHOICES = ('none', 'distill', 'hardcopy', 'extra')
+TEACHER_CHOICES = ('best', 'random')
+DISTILL_DATA_CHOICES = ('full', 'sample')
+EXTRA_UPDATES_CHOICES = ('policy_alpha', 'all')
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """All hyperparameters of one run (every seed and member of it)."""
+
+  # -- the run ---------------------------------------------------------------------------
+  env: str = _field('inverted_pendulum', 'Task name (see piekd_mjx.envs.names()).')
+  variant: str = _field('vanilla_sac', 'Paper variant (spec §4); one of VARIANTS.')
+  num_seeds: int = _field(1, 'Number of independent seeds S trained side by side (vmapped).')
+  seed: int = _field(0, 'Base PRNG seed; seed s of the run uses fold_in(seed, s).')
+  total_steps: int = _field(20_000, 'Environment steps per seed.')
+  eval_every: int = _field(10_000, 'Environment steps between evaluations.')
+  eval_episodes: int = _field(20, 'Deterministic evaluation episodes per member.')
+  out_dir: str = _field('runs', 'Directory for logs, checkpoints and results.')
+
+  # -- one SAC member (spec §1) ----------------------------------------------------------
+  replay_capacity: int = _field(1_000_000, 'Replay buffer capacity C (transitions per seed).')
+  batch_size: int = _field(256, 'SAC minibatch size B, sampled uniformly with replacement.')
+  warmup_steps: int = _field(
+      10_000, 'Initial steps with uniform random actions and no update.')
+  hidden_sizes: tuple[int, ...] = _field(
+      (256, 256), 'Hidden layer sizes of the actor and of each critic (ReLU).')
+  actor_lr: float = _field(3e-4, 'Adam learning rate of the actor.')
+  critic_lr: float = _field(3e-4, 'Adam learning rate of the twin critics.')
+  alpha_lr: float = _field(3e-4, 'Adam learning rate of the log temperature.')
+  discount: float = _field(0.99, 'Discount factor gamma.')
+  tau: float = _field(0.005, 'Polyak step of the target critics after every update.')
+  init_alpha: float = _field(1.0, 'Initial temperature alpha.')
+  log_std_min: float = _field(-20.0, 'Lower clip of the actor log-std.')
+  log_std_max: float = _field(2.0, 'Upper clip of the actor log-std.')
+  target_entropy_scale: float = _field(
+      1.0, 'Target entropy is -target_entropy_scale * dim(A).')
+  updates_per_step: int = _field(1, 'SAC updates of every member per environment step.')
+  episode_length: int = _field(1000, 'Time limit of an episode (truncation, not termination).')
+  solver: str = _field('faithful', "The task's physics solver: 'faithful' or 'fast'.")
+  matmul_precision: str = _field(
+      'float32', "jax_default_matmul_precision: 'float32', 'tensorfloat32' or 'bfloat16'.")
+
+  # -- the ensemble and distillation (spec §2-3) ----------------------------------------
+  ensemble_size: int = _field(1, 'Number of members K sharing one replay buffer.')
+  recent_episodes: int = _field(
+      5, 'M: a member is scored by the mean return of its last M training episodes.')
+  distill_interval: int = _field(5000, 'I: environment steps between phases.')
+  share: str = _field(
+      'none', "What a phase does: 'none', 'distill', 'hardcopy' or 'extra' (updates).")
+  teacher: str = _field('best', "Teacher election: 'best' (argmax R_k) or 'random'.")
+  distill_data: str = _field(
+      'full', "Phase data: 'full' (epochs over the whole buffer) or 'sample' (minibatches).")
+  distill_epochs: int = _field(5, 'Epochs per phase.')
+  distill_batch_size: int = _field(256, 'Minibatch size of a phase.')
+  distill_sample_batches: int = _field(
+      20, "Random minibatches per epoch when distill_data='sample'.")
+  distill_lr: float = _field(1e-3, 'Adam learning rate of the fresh per-phase optimisers.')
+  extra_updates: str = _field(
+      'policy_alpha',
+      "Networks the *_extra variants update: 'policy_alpha' (reference) or 'all'.")
+  first_distill_step: int = _field(
+      15_000, 'Step of the first phase (the reference waits past warm-up).')
+
+  def target_entropy(self, action_size: int) -> float:
+    """SAC's target entropy, -target_entropy_scale * dim(A)."""
+    return -self.target_entropy_scale * float(action_size)
+
+  def validate(self) -> None:
+    """Raises ValueError naming the first invalid field as its flag ``--name``."""
+    for name in ('num_seeds', 'total_steps', 'eval_every', 'eval_episodes',
+                 'replay_capacity', 'batch_size', 'ensemble_size', 'distill_interval',
+                 'recent_episodes', 'updates_per_step', 'episode_length', 'distill_epochs',
+                 'distill_batch_size', 'distill_sample_batches'):
+      value = getattr(self, name)
+      if not _is_int(value) or value <= 0:
+        _fail(name, value, 'a positive integer')
+    for name in ('seed', 'warmup_steps', 'first_distill_step'):
+      value = getattr(self, name)
+      if not _is_int(value) or value < 0:
+        _fail(name, value, 'a non-negative integer')
+    if self.warmup_steps < self.batch_size:
+      _fail('warmup_steps', self.warmup_steps,
+            f'at least --batch_size ({self.batch_size})')
+    if self.warmup_steps > self.total_steps:
+      _fail('warmup_steps', self.warmup_steps,
+            f'at most --total_steps ({self.total_steps})')
+
+    choices: Mapping[str, Collection[str]] = {
+        'variant': tuple(VARIANTS),
+        'solver': SOLVER_CHOICES,
+        'matmul_precision': MATMUL_PRECISION_CHOICES,
+        'share': SHARE_CHOICES,
+        'teacher': TEACHER_CHOICES,
+        'distill_data': DISTILL_DATA_CHOICES,
+        'extra_updates': EXTRA_UPDATES_CHOICES,
+    }
+    for name, valid in choices.items():
+      value = getattr(self, name)
+      if value not in valid:
+        _fail(name, value, 'one of ' + ', '.join(valid))
+    if not isinstance(self.env, str) or not self.env:
+      _fail('env', self.env, 'a task name')
+
+    if not 0.0 < self.discount <= 1.0:
+      _fail('discount', self.discount, 'in (0, 1]')
+    if not 0.0 < self.tau <= 1.0:
+      _fail('tau', self.tau, 'in (0, 1]')
+    for name in ('actor_lr', 'critic_lr', 'alpha_lr', 'distill_lr', 'init_alpha'):
+      value = getattr(self, name)
+      if not value > 0.0:
+        _fail(name, value, 'a positive number')
+    if not self.log_std_min < self.log_std_max:
+      _fail('log_std_min', self.log_std_min,
+            f'below --log_std_max ({self.log_std_max})')
+    if (not isinstance(self.hidden_sizes, tuple) or not self.hidden_sizes
+        or not all(_is_int(h) and h > 0 for h in self.hidden_sizes)):
+      _fail('hidden_sizes', self.hidden_sizes, 'a non-empty tuple of positive integers')
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _fail(name: str, value: Any, valid: str) -> None:
+  raise ValueError(f'--{name}={value!r} is invalid: must be {valid}')
+
+
+# -- the paper's variants (spec §4) ------------------------------------------------------
+
+
+def vanilla_sac(config: Config) -> Config:
+  """One SAC agent, no sharing."""
+  return dataclasses.replace(config, ensemble_size=1, share='none')
+
+
+def ensemble_sac(config: Config) -> Config:
+  """K = 3 members on a shared buffer, one member per episode, no sharing."""
+  return dataclasses.replace(config, ensemble_size=3, share='none')
+
+
+def piekd(config: Config) -> Config:
+  """K = 3 members; every I steps the best member distils into the others."""
+  return dataclasses.replace(config, ensemble_size=3, share='distill', teacher='best')
+
+
+def vanilla_sac_extra(config: Config) -> Config:
+  """One SAC agent doing a phase's worth of extra updates at every phase boundary."""
+  return dataclasses.replace(config, ensemble_size=1, share='extra')
+
+
+def ensemble_sac_extra(config: Config) -> Config:
+  """Ensemble SAC doing a phase's worth of extra updates at every phase boundary."""
+  return dataclasses.replace(config, ensemble_size=3, share='extra')
+
+
+def piekd_hardcopy(config: Config) -> Config:
+  """PIEKD with the teacher's actor and critics copied instead of distilled."""
+  return dataclasses.replace(config, ensemble_size=3, share='hardcopy', teacher='best')
+
+
+def piekd_random_teacher(config: Config) -> Config:
+  """PIEKD with the teacher drawn uniformly among the members."""
+  return dataclasses.replace(config, ensemble_size=3, share='distill', teacher='random')
+
+
+VARIANTS: dict[str, Callable[[Config], Config]] = {
+    'vanilla_sac': vanilla_sac,
+    'ensemble_sac': ensemble_sac,
+    'piekd': piekd,
+    'vanilla_sac_extra': vanilla_sac_extra,
+    'ensemble_sac_extra': ensemble_sac_extra,
+    'piekd_hardcopy': piekd_hardcopy,
+    'piekd_random_teacher': piekd_random_teacher,
+}
+
+
+def apply_variant(config: Config, explicit: Collection[str] = frozenset()) -> Config:
+  """Applies ``VARIANTS[config.variant]``, keeping the fields named in ``explicit``.
+
+  Args:
+    config: the configuration, ``variant`` naming the variant to apply.
+    explicit: names of the fields the user set (e.g. on the command line); their values
+      in ``config`` win over the variant's, so ``--variant=piekd --ensemble_size=5`` runs
+      PIEKD with five members.
+
+  Returns:
+    The configuration of the variant.
+
+  Raises:
+    ValueError: unknown variant or unknown field name in ``explicit``.
+  """
+  if config.variant not in VARIANTS:
+    raise ValueError(f'--variant={config.variant!r} is invalid: must be one of '
+                     + ', '.join(VARIANTS))
+  names = {f.name for f in dataclasses.fields(Config)}
+  unknown = sorted(set(explicit) - names)
+  if unknown:
+    raise ValueError(f'unknown Config fields {unknown}')
+  varied = VARIANTS[config.variant](config)
+  return dataclasses.replace(varied, **{name: getattr(config, name) for name in explicit})

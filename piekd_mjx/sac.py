@@ -1,0 +1,259 @@
+"""Soft Actor-Critic for ONE ensemble member, as pure functions (spec §1).
+
+Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications": the soft
+Bellman residual of the twin critics with the clipped double-Q target (Eq. 5, with the
+minimum of the two target critics as in §5 / Fujimoto et al. 2018), the policy loss
+(Eq. 7 with the reparameterisation of Eq. 11-13), and the temperature loss (Eq. 18),
+each minimised with Adam; the target critics follow by Polyak averaging after every
+update.
+
+The math is written for one member and one unbatched minibatch; the caller vmaps
+``Sac.update`` over the ensemble axis [K] and the seed axis [S].
+
+Order of one update (that of the reference implementation, ChainerRL's
+``SoftActorCritic.update``: ``update_q_func`` then ``update_policy_and_temperature``):
+  1. critics, towards y = r + gamma * (1 - termination) * (min_j Q'_j(s', a') -
+     alpha * log pi(a'|s')), a' ~ pi(.|s'), under stop_gradient. Truncation (the time
+     limit) does not stop bootstrapping; termination does.
+  2. actor, on the critics just updated in step 1: alpha * log pi(a|s) - min_j Q_j(s, a).
+  3. temperature, on the log-probabilities of the actor step's sample (the pre-update
+     policy): -log_alpha * (log pi(a|s) + target_entropy). (The reference multiplies
+     by alpha rather than log alpha; the gradient differs by the positive factor alpha,
+     so the fixed point is the same.)
+  4. target critics: optax.incremental_update(critics, target critics, tau).
+All three losses use the temperature from before the update.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from piekd_mjx import networks
+from piekd_mjx.config import Config
+
+Params = Any  # a flax variables pytree
+Metrics = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class Transition:
+  """One environment step (leading batch axes allowed on every field)."""
+
+  obs: jax.Array  # [..., O] float32
+  action: jax.Array  # [..., A] float32, in [-1, 1] (the policy's space, before rescaling)
+  reward: jax.Array  # [...] float32
+  next_obs: jax.Array  # [..., O] float32
+  termination: jax.Array  # [...] float32, 1 if the episode ended in a terminal state
+  truncation: jax.Array  # [...] float32, 1 if the time limit cut the episode here
+
+
+@flax.struct.dataclass
+class MemberState:
+  """Everything one member learns; the ensemble stacks it on a leading [K] axis."""
+
+  actor_params: Params  # Actor variables (unbatched leaves, e.g. kernel [O, H])
+  critic_params: Params  # TwinCritic variables, leaves with a leading head axis [2, ...]
+  target_critic_params: Params  # same structure and shapes as critic_params
+  log_alpha: jax.Array  # [] float32, log of the temperature alpha
+  actor_opt_state: optax.OptState  # Adam state, shaped like actor_params
+  critic_opt_state: optax.OptState  # Adam state, shaped like critic_params
+  alpha_opt_state: optax.OptState  # Adam state, shaped like log_alpha []
+
+
+class Sac(NamedTuple):
+  """The pure functions (and static pieces) of SAC for one member.
+
+  Attributes:
+    init: key -> MemberState, fresh networks, temperature and optimiser states.
+    update: (state, batch [B], key) -> (state, metrics): one SAC update.
+    td_target: (state, batch [B], key) -> y [B], the critics' regression target (under
+      stop_gradient), drawing a' with ``key`` exactly as ``update`` does with its
+      critic key.
+    policy: (actor_params, obs [..., O]) -> (mean [..., A], log_std [..., A]).
+    act: (actor_params, obs [..., O], key) -> action [..., A] in (-1, 1), stochastic.
+    act_deterministic: (actor_params, obs [..., O]) -> tanh(mean) [..., A].
+    q_values: (critic_params, obs [..., O], action [..., A]) -> Q [2, ...].
+    actor_optimizer, critic_optimizer, alpha_optimizer: the optax Adam optimisers.
+    actor, critic: the flax modules.
+    target_entropy: -target_entropy_scale * dim(A).
+  """
+
+  init: Callable[[jax.Array], MemberState]
+  update: Callable[[MemberState, Transition, jax.Array], tuple[MemberState, Metrics]]
+  td_target: Callable[[MemberState, Transition, jax.Array], jax.Array]
+  policy: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
+  act: Callable[[Params, jax.Array, jax.Array], jax.Array]
+  act_deterministic: Callable[[Params, jax.Array], jax.Array]
+  q_values: Callable[[Params, jax.Array, jax.Array], jax.Array]
+  actor_optimizer: optax.GradientTransformation
+  critic_optimizer: optax.GradientTransformation
+  alpha_optimizer: optax.GradientTransformation
+  actor: networks.Actor
+  critic: networks.TwinCritic
+  target_entropy: float
+
+
+def _check_batch(batch: Transition, obs_size: int, action_size: int) -> None:
+  """Static rank and width checks of an unbatched-member minibatch [B, ...]."""
+  expected = {
+      'obs': (2, obs_size), 'action': (2, action_size), 'reward': (1, None),
+      'next_obs': (2, obs_size), 'termination': (1, None), 'truncation': (1, None),
+  }
+  for name, (ndim, width) in expected.items():
+    shape = getattr(batch, name).shape
+    if len(shape) != ndim or (width is not None and shape[-1] != width):
+      raise ValueError(f'Transition.{name} has shape {shape}; expected rank {ndim}'
+                       + (f' with last axis {width}' if width is not None else ''))
+
+
+def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
+  """Builds SAC's pure functions for observations [O] and actions [A].
+
+  Args:
+    config: hyperparameters (hidden_sizes, *_lr, discount, tau, init_alpha,
+      log_std_min/max, target_entropy_scale are read).
+    obs_size: O.
+    action_size: A.
+
+  Returns:
+    A ``Sac`` of pure, jit-able and vmap-able functions.
+  """
+  actor = networks.Actor(
+      action_size=action_size, hidden_sizes=tuple(config.hidden_sizes),
+      log_std_min=config.log_std_min, log_std_max=config.log_std_max)
+  critic = networks.TwinCritic(hidden_sizes=tuple(config.hidden_sizes))
+  actor_optimizer = optax.adam(config.actor_lr)
+  critic_optimizer = optax.adam(config.critic_lr)
+  alpha_optimizer = optax.adam(config.alpha_lr)
+  target_entropy = config.target_entropy(action_size)
+  discount = config.discount
+  tau = config.tau
+
+  def policy(actor_params: Params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return actor.apply(actor_params, obs)
+
+  def act(actor_params: Params, obs: jax.Array, key: jax.Array) -> jax.Array:
+    mean, log_std = actor.apply(actor_params, obs)
+    return networks.sample_action(mean, log_std, key)[0]
+
+  def act_deterministic(actor_params: Params, obs: jax.Array) -> jax.Array:
+    mean, _ = actor.apply(actor_params, obs)
+    return networks.deterministic_action(mean)
+
+  def q_values(critic_params: Params, obs: jax.Array, action: jax.Array) -> jax.Array:
+    return critic.apply(critic_params, obs, action)
+
+  def init(key: jax.Array) -> MemberState:
+    key_actor, key_critic = jax.random.split(key)
+    obs = jnp.zeros((obs_size,), jnp.float32)
+    action = jnp.zeros((action_size,), jnp.float32)
+    actor_params = actor.init(key_actor, obs)
+    critic_params = critic.init(key_critic, obs, action)
+    log_alpha = jnp.asarray(jnp.log(config.init_alpha), jnp.float32)
+    return MemberState(
+        actor_params=actor_params,
+        critic_params=critic_params,
+        target_critic_params=jax.tree.map(jnp.copy, critic_params),
+        log_alpha=log_alpha,
+        actor_opt_state=actor_optimizer.init(actor_params),
+        critic_opt_state=critic_optimizer.init(critic_params),
+        alpha_opt_state=alpha_optimizer.init(log_alpha),
+    )
+
+  def td_target(state: MemberState, batch: Transition, key: jax.Array) -> jax.Array:
+    alpha = jnp.exp(state.log_alpha)
+    mean, log_std = actor.apply(state.actor_params, batch.next_obs)  # [B, A]
+    next_action, next_log_prob = networks.sample_action(mean, log_std, key)  # [B, A], [B]
+    next_q = critic.apply(state.target_critic_params, batch.next_obs, next_action)  # [2, B]
+    next_v = jnp.min(next_q, axis=0) - alpha * next_log_prob  # [B]
+    y = batch.reward + discount * (1.0 - batch.termination) * next_v  # [B]
+    return jax.lax.stop_gradient(y)
+
+  def update(state: MemberState, batch: Transition,
+             key: jax.Array) -> tuple[MemberState, Metrics]:
+    _check_batch(batch, obs_size, action_size)
+    key_critic, key_actor = jax.random.split(key)
+    alpha = jnp.exp(state.log_alpha)  # [], the temperature before this update
+
+    # 1. Critics.
+    y = td_target(state, batch, key_critic)  # [B]
+
+    def critic_loss_fn(critic_params):
+      q = critic.apply(critic_params, batch.obs, batch.action)  # [2, B]
+      # Sum over the heads of 0.5 * MSE (ChainerRL: loss1 + loss2).
+      loss = jnp.sum(0.5 * jnp.mean(jnp.square(q - y), axis=-1))
+      return loss, q
+
+    (critic_loss, q), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
+        state.critic_params)
+    critic_updates, critic_opt_state = critic_optimizer.update(
+        critic_grads, state.critic_opt_state, state.critic_params)
+    critic_params = optax.apply_updates(state.critic_params, critic_updates)
+
+    # 2. Actor, against the critics just updated.
+    def actor_loss_fn(actor_params):
+      mean, log_std = actor.apply(actor_params, batch.obs)  # [B, A]
+      action, log_prob = networks.sample_action(mean, log_std, key_actor)  # [B, A], [B]
+      min_q = jnp.min(critic.apply(critic_params, batch.obs, action), axis=0)  # [B]
+      return jnp.mean(alpha * log_prob - min_q), log_prob
+
+    (actor_loss, log_prob), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
+        state.actor_params)
+    actor_updates, actor_opt_state = actor_optimizer.update(
+        actor_grads, state.actor_opt_state, state.actor_params)
+    actor_params = optax.apply_updates(state.actor_params, actor_updates)
+
+    # 3. Temperature, on the actor step's (pre-update) log-probabilities.
+    log_prob = jax.lax.stop_gradient(log_prob)  # [B]
+
+    def alpha_loss_fn(log_alpha):
+      return -jnp.mean(log_alpha * (log_prob + target_entropy))
+
+    alpha_loss, alpha_grad = jax.value_and_grad(alpha_loss_fn)(state.log_alpha)
+    alpha_updates, alpha_opt_state = alpha_optimizer.update(
+        alpha_grad, state.alpha_opt_state, state.log_alpha)
+    log_alpha = optax.apply_updates(state.log_alpha, alpha_updates)
+
+    # 4. Target critics.
+    target_critic_params = optax.incremental_update(
+        critic_params, state.target_critic_params, tau)
+
+    new_state = MemberState(
+        actor_params=actor_params,
+        critic_params=critic_params,
+        target_critic_params=target_critic_params,
+        log_alpha=log_alpha,
+        actor_opt_state=actor_opt_state,
+        critic_opt_state=critic_opt_state,
+        alpha_opt_state=alpha_opt_state,
+    )
+    metrics = {
+        'sac/critic_loss': critic_loss,
+        'sac/actor_loss': actor_loss,
+        'sac/alpha_loss': alpha_loss,
+        'sac/alpha': alpha,
+        'sac/entropy': -jnp.mean(log_prob),
+        'sac/q_mean': jnp.mean(q),
+    }
+    return new_state, metrics
+
+  return Sac(
+      init=init,
+      update=update,
+      td_target=td_target,
+      policy=policy,
+      act=act,
+      act_deterministic=act_deterministic,
+      q_values=q_values,
+      actor_optimizer=actor_optimizer,
+      critic_optimizer=critic_optimizer,
+      alpha_optimizer=alpha_optimizer,
+      actor=actor,
+      critic=critic,
+      target_entropy=target_entropy,
+  )

@@ -1,0 +1,111 @@
+"""Tests of the configuration and the paper's variants (piekd_mjx/config.py)."""
+
+import dataclasses
+
+import pytest
+
+from piekd_mjx import config as config_lib
+from piekd_mjx.config import Config
+
+
+def test_defaults_match_the_spec():
+  c = Config()
+  assert (c.replay_capacity, c.batch_size, c.warmup_steps) == (1_000_000, 256, 10_000)
+  assert c.hidden_sizes == (256, 256)
+  assert (c.actor_lr, c.critic_lr, c.alpha_lr) == (3e-4, 3e-4, 3e-4)
+  assert (c.discount, c.tau, c.init_alpha) == (0.99, 0.005, 1.0)
+  assert (c.log_std_min, c.log_std_max) == (-20.0, 2.0)
+  assert c.target_entropy(6) == -6.0
+  assert (c.updates_per_step, c.episode_length, c.eval_episodes) == (1, 1000, 20)
+  assert (c.recent_episodes, c.distill_interval, c.first_distill_step) == (5, 5000, 15_000)
+  assert (c.distill_epochs, c.distill_batch_size, c.distill_sample_batches) == (5, 256, 20)
+  assert c.distill_lr == 1e-3
+  assert (c.share, c.teacher, c.distill_data, c.extra_updates) == (
+      'none', 'best', 'full', 'policy_alpha')
+  assert (c.variant, c.ensemble_size, c.solver, c.matmul_precision) == (
+      'vanilla_sac', 1, 'faithful', 'float32')
+  c.validate()
+
+
+def test_every_field_has_help():
+  for field in dataclasses.fields(Config):
+    assert field.metadata.get('help'), field.name
+
+
+def test_config_is_frozen():
+  with pytest.raises(dataclasses.FrozenInstanceError):
+    Config().seed = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize('changes, flag', [
+    ({'batch_size': 0}, '--batch_size'),
+    ({'ensemble_size': -1}, '--ensemble_size'),
+    ({'distill_sample_batches': 0}, '--distill_sample_batches'),
+    ({'num_seeds': 1.5}, '--num_seeds'),
+    ({'warmup_steps': 100}, '--warmup_steps'),  # below batch_size 256
+    ({'warmup_steps': 30_000}, '--warmup_steps'),  # above total_steps 20000
+    ({'share': 'copy'}, '--share'),
+    ({'teacher': 'worst'}, '--teacher'),
+    ({'variant': 'ppo'}, '--variant'),
+    ({'matmul_precision': 'float16'}, '--matmul_precision'),
+    ({'discount': 0.0}, '--discount'),
+    ({'discount': 1.5}, '--discount'),
+    ({'tau': 0.0}, '--tau'),
+    ({'actor_lr': 0.0}, '--actor_lr'),
+    ({'distill_lr': -1e-3}, '--distill_lr'),
+    ({'hidden_sizes': ()}, '--hidden_sizes'),
+    ({'hidden_sizes': (8, 0)}, '--hidden_sizes'),
+])
+def test_validate_names_the_flag(changes, flag):
+  config = dataclasses.replace(Config(), **changes)
+  with pytest.raises(ValueError, match=flag) as error:
+    config.validate()
+  assert repr(next(iter(changes.values()))) in str(error.value)
+
+
+def test_discount_one_is_valid():
+  dataclasses.replace(Config(), discount=1.0).validate()
+
+
+@pytest.mark.parametrize('variant, k, share, teacher', [
+    ('vanilla_sac', 1, 'none', 'best'),
+    ('ensemble_sac', 3, 'none', 'best'),
+    ('piekd', 3, 'distill', 'best'),
+    ('vanilla_sac_extra', 1, 'extra', 'best'),
+    ('ensemble_sac_extra', 3, 'extra', 'best'),
+    ('piekd_hardcopy', 3, 'hardcopy', 'best'),
+    ('piekd_random_teacher', 3, 'distill', 'random'),
+])
+def test_variants(variant, k, share, teacher):
+  config = config_lib.apply_variant(Config(variant=variant))
+  assert (config.ensemble_size, config.share, config.teacher) == (k, share, teacher)
+  assert config.variant == variant
+  config.validate()
+
+
+def test_variants_cover_the_spec():
+  assert set(config_lib.VARIANTS) == {
+      'vanilla_sac', 'ensemble_sac', 'piekd', 'vanilla_sac_extra', 'ensemble_sac_extra',
+      'piekd_hardcopy', 'piekd_random_teacher'}
+
+
+def test_apply_variant_keeps_explicit_fields():
+  config = Config(variant='piekd', ensemble_size=5, distill_interval=1000)
+  varied = config_lib.apply_variant(config, explicit={'ensemble_size', 'distill_interval'})
+  assert (varied.ensemble_size, varied.share, varied.distill_interval) == (5, 'distill', 1000)
+  # Without being marked explicit, the variant's value wins.
+  assert config_lib.apply_variant(config).ensemble_size == 3
+
+
+def test_apply_variant_keeps_an_explicit_default_value():
+  # --variant=ensemble_sac --ensemble_size=1: the user's 1 wins though it is the default.
+  config = Config(variant='ensemble_sac', ensemble_size=1)
+  assert config_lib.apply_variant(config, explicit=frozenset({'ensemble_size'})
+                                  ).ensemble_size == 1
+
+
+def test_apply_variant_unknown_names():
+  with pytest.raises(ValueError, match='piekd_hardcopy'):
+    config_lib.apply_variant(Config(variant='nope'))
+  with pytest.raises(ValueError, match='ensemble_sise'):
+    config_lib.apply_variant(Config(), explicit={'ensemble_sise'})
