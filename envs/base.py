@@ -46,11 +46,16 @@ class SolverOptions:
 
   iterations: int | None = None  # constraint solver iterations (model: 100, Humanoid 50)
   ls_iterations: int | None = None  # line-search iterations (model: 50)
+  # Friction cone, 'pyramidal' or 'elliptic' (model: pyramidal). Only the parity tests
+  # change it: see docs/TASKS.md on Ant.
+  cone: str | None = None
 
 
 FAITHFUL = SolverOptions()
 FAST = SolverOptions(iterations=4, ls_iterations=8)
 SOLVERS: Mapping[str, SolverOptions] = {'faithful': FAITHFUL, 'fast': FAST}
+_CONES = {'pyramidal': mujoco.mjtCone.mjCONE_PYRAMIDAL,
+          'elliptic': mujoco.mjtCone.mjCONE_ELLIPTIC}
 
 
 def gymnasium_asset(xml_file: str) -> str:
@@ -89,6 +94,8 @@ class MjxTask(brax_base.Env):
       mj_model.opt.iterations = solver.iterations
     if solver.ls_iterations is not None:
       mj_model.opt.ls_iterations = solver.ls_iterations
+    if solver.cone is not None:
+      mj_model.opt.cone = _CONES[solver.cone]
     self.mj_model = mj_model
     self.mjx_model = mjx.put_model(mj_model)
     mj_data = mujoco.MjData(mj_model)

@@ -35,13 +35,17 @@ class Reference:
 
 
 def gymnasium_reference(name: str, num_steps: int, seed: int = 0,
-                        states: tuple[np.ndarray, np.ndarray] | None = None) -> Reference:
+                        states: tuple[np.ndarray, np.ndarray] | None = None,
+                        cone: str | None = None) -> Reference:
   """Runs Gymnasium's version of task ``name`` for ``num_steps`` random actions.
 
   With ``states`` (qpos [N, nq], qvel [N, nv]) the steps start from those states
-  instead of following a trajectory.
+  instead of following a trajectory. ``cone`` ('pyramidal' or 'elliptic') overrides
+  the model's friction cone, for comparing with a task built with the same override.
   """
   env = gym.make(tasks.GYMNASIUM_IDS[name]).unwrapped
+  if cone is not None:
+    env.model.opt.cone = {'pyramidal': 0, 'elliptic': 1}[cone]
   env.reset(seed=seed)
   rng = np.random.default_rng(seed)
   low, high = env.action_space.low, env.action_space.high
@@ -83,9 +87,14 @@ def mjx_steps(task: tasks.MjxTask, ref: Reference):
 
 
 def errors(task: tasks.MjxTask, ref: Reference) -> dict[str, float]:
-  """Largest absolute error of each compared quantity, and termination mismatches."""
+  """The largest error of each compared quantity over the reference's steps.
+
+  ``obs`` is scaled, max |ours - ref| / (1 + |ref|) over every entry (observations mix
+  angles with contact forces in the hundreds); the reward and each reward term are
+  absolute errors; ``termination_mismatches`` counts steps whose termination differs.
+  """
   out = mjx_steps(task, ref)
-  errs = {'obs': float(np.max(np.abs(out.obs - ref.obs))),
+  errs = {'obs': float(np.max(np.abs(out.obs - ref.obs) / (1.0 + np.abs(ref.obs)))),
           'reward': float(np.max(np.abs(out.reward - ref.reward))),
           'termination_mismatches': float(np.sum((out.done > 0) != ref.terminated))}
   for k, v in ref.terms.items():

@@ -44,7 +44,9 @@ class Config:
   total_steps: int = _field(20_000, 'Environment steps per seed.')
   eval_every: int = _field(10_000, 'Environment steps between evaluations.')
   eval_episodes: int = _field(20, 'Deterministic evaluation episodes per member.')
-  out_dir: str = _field('runs', 'Directory for logs, checkpoints and results.')
+  out_dir: str = _field(
+      '', "The run's directory (config, metrics, checkpoints); '' names one under runs/.")
+  log_every: int = _field(1000, 'Environment steps between progress lines (chunk length).')
 
   # -- one SAC member (spec §1) ----------------------------------------------------------
   replay_capacity: int = _field(1_000_000, 'Replay buffer capacity C (transitions per seed).')
@@ -96,7 +98,7 @@ class Config:
 
   def validate(self) -> None:
     """Raises ValueError naming the first invalid field as its flag ``--name``."""
-    for name in ('num_seeds', 'total_steps', 'eval_every', 'eval_episodes',
+    for name in ('num_seeds', 'total_steps', 'eval_every', 'eval_episodes', 'log_every',
                  'replay_capacity', 'batch_size', 'ensemble_size', 'distill_interval',
                  'recent_episodes', 'updates_per_step', 'episode_length', 'distill_epochs',
                  'distill_batch_size', 'distill_sample_batches'):

@@ -21,7 +21,9 @@ Order of one update (that of the reference implementation, ChainerRL's
      by alpha rather than log alpha; the gradient differs by the positive factor alpha,
      so the fixed point is the same.)
   4. target critics: optax.incremental_update(critics, target critics, tau).
-All three losses use the temperature from before the update.
+All three losses use the temperature from before the update. Step 1 is
+``Sac.update_critic`` and steps 2-3 are ``Sac.update_actor_and_alpha``; ``Sac.update``
+chains them and adds step 4 (the PIEKD *_extra variants run steps 2-3 alone).
 """
 
 from __future__ import annotations
@@ -70,7 +72,13 @@ class Sac(NamedTuple):
 
   Attributes:
     init: key -> MemberState, fresh networks, temperature and optimiser states.
-    update: (state, batch [B], key) -> (state, metrics): one SAC update.
+    update: (state, batch [B], key, weight [B] | None) -> (state, metrics): one SAC
+      update, steps 1-4. ``weight`` (optional, 0/1 per row) turns every mean over the
+      batch into a masked mean; None is the plain mean.
+    update_critic: (state, batch [B], key, weight) -> (state, metrics): step 1 alone,
+      ``key`` being the critic key (a' of the target).
+    update_actor_and_alpha: (state, batch [B], key, weight) -> (state, metrics): steps
+      2-3 alone, against ``state.critic_params``, ``key`` being the actor key.
     td_target: (state, batch [B], key) -> y [B], the critics' regression target (under
       stop_gradient), drawing a' with ``key`` exactly as ``update`` does with its
       critic key.
@@ -84,7 +92,9 @@ class Sac(NamedTuple):
   """
 
   init: Callable[[jax.Array], MemberState]
-  update: Callable[[MemberState, Transition, jax.Array], tuple[MemberState, Metrics]]
+  update: Callable[..., tuple[MemberState, Metrics]]
+  update_critic: Callable[..., tuple[MemberState, Metrics]]
+  update_actor_and_alpha: Callable[..., tuple[MemberState, Metrics]]
   td_target: Callable[[MemberState, Transition, jax.Array], jax.Array]
   policy: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
   act: Callable[[Params, jax.Array, jax.Array], jax.Array]
@@ -109,6 +119,13 @@ def _check_batch(batch: Transition, obs_size: int, action_size: int) -> None:
     if len(shape) != ndim or (width is not None and shape[-1] != width):
       raise ValueError(f'Transition.{name} has shape {shape}; expected rank {ndim}'
                        + (f' with last axis {width}' if width is not None else ''))
+
+
+def _batch_mean(x: jax.Array, weight: jax.Array | None) -> jax.Array:
+  """Mean over the last (batch) axis [..., B] -> [...]; masked by ``weight`` [B]."""
+  if weight is None:
+    return jnp.mean(x, axis=-1)
+  return jnp.sum(x * weight, axis=-1) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
 def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
@@ -174,19 +191,20 @@ def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
     y = batch.reward + discount * (1.0 - batch.termination) * next_v  # [B]
     return jax.lax.stop_gradient(y)
 
-  def update(state: MemberState, batch: Transition,
-             key: jax.Array) -> tuple[MemberState, Metrics]:
-    _check_batch(batch, obs_size, action_size)
-    key_critic, key_actor = jax.random.split(key)
-    alpha = jnp.exp(state.log_alpha)  # [], the temperature before this update
+  def update_critic(state: MemberState, batch: Transition, key: jax.Array,
+                    weight: jax.Array | None = None) -> tuple[MemberState, Metrics]:
+    """Step 1: one Adam step of the twin critics towards the TD target.
 
-    # 1. Critics.
-    y = td_target(state, batch, key_critic)  # [B]
+    ``key`` draws a' for the target exactly as ``td_target`` does; only critic_params
+    and critic_opt_state change.
+    """
+    _check_batch(batch, obs_size, action_size)
+    y = td_target(state, batch, key)  # [B]
 
     def critic_loss_fn(critic_params):
       q = critic.apply(critic_params, batch.obs, batch.action)  # [2, B]
       # Sum over the heads of 0.5 * MSE (ChainerRL: loss1 + loss2).
-      loss = jnp.sum(0.5 * jnp.mean(jnp.square(q - y), axis=-1))
+      loss = jnp.sum(0.5 * _batch_mean(jnp.square(q - y), weight))
       return loss, q
 
     (critic_loss, q), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
@@ -194,13 +212,28 @@ def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
     critic_updates, critic_opt_state = critic_optimizer.update(
         critic_grads, state.critic_opt_state, state.critic_params)
     critic_params = optax.apply_updates(state.critic_params, critic_updates)
+    new_state = state.replace(critic_params=critic_params,
+                              critic_opt_state=critic_opt_state)
+    q_mean = jnp.mean(q) if weight is None else _batch_mean(jnp.mean(q, axis=0), weight)
+    return new_state, {'sac/critic_loss': critic_loss, 'sac/q_mean': q_mean}
 
-    # 2. Actor, against the critics just updated.
+  def update_actor_and_alpha(state: MemberState, batch: Transition, key: jax.Array,
+                             weight: jax.Array | None = None
+                             ) -> tuple[MemberState, Metrics]:
+    """Steps 2-3: one Adam step of the actor against ``state.critic_params``, then one
+    of the temperature on that step's (pre-update) log-probabilities.
+
+    Both losses use the temperature of ``state``; only actor_params, log_alpha and
+    their optimiser states change. Only ``batch.obs`` is read.
+    """
+    _check_batch(batch, obs_size, action_size)
+    alpha = jnp.exp(state.log_alpha)  # [], the temperature before this step
+
     def actor_loss_fn(actor_params):
       mean, log_std = actor.apply(actor_params, batch.obs)  # [B, A]
-      action, log_prob = networks.sample_action(mean, log_std, key_actor)  # [B, A], [B]
-      min_q = jnp.min(critic.apply(critic_params, batch.obs, action), axis=0)  # [B]
-      return jnp.mean(alpha * log_prob - min_q), log_prob
+      action, log_prob = networks.sample_action(mean, log_std, key)  # [B, A], [B]
+      min_q = jnp.min(critic.apply(state.critic_params, batch.obs, action), axis=0)  # [B]
+      return _batch_mean(alpha * log_prob - min_q, weight), log_prob
 
     (actor_loss, log_prob), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
         state.actor_params)
@@ -208,43 +241,48 @@ def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
         actor_grads, state.actor_opt_state, state.actor_params)
     actor_params = optax.apply_updates(state.actor_params, actor_updates)
 
-    # 3. Temperature, on the actor step's (pre-update) log-probabilities.
     log_prob = jax.lax.stop_gradient(log_prob)  # [B]
 
     def alpha_loss_fn(log_alpha):
-      return -jnp.mean(log_alpha * (log_prob + target_entropy))
+      return -_batch_mean(log_alpha * (log_prob + target_entropy), weight)
 
     alpha_loss, alpha_grad = jax.value_and_grad(alpha_loss_fn)(state.log_alpha)
     alpha_updates, alpha_opt_state = alpha_optimizer.update(
         alpha_grad, state.alpha_opt_state, state.log_alpha)
     log_alpha = optax.apply_updates(state.log_alpha, alpha_updates)
 
-    # 4. Target critics.
-    target_critic_params = optax.incremental_update(
-        critic_params, state.target_critic_params, tau)
-
-    new_state = MemberState(
+    new_state = state.replace(
         actor_params=actor_params,
-        critic_params=critic_params,
-        target_critic_params=target_critic_params,
         log_alpha=log_alpha,
         actor_opt_state=actor_opt_state,
-        critic_opt_state=critic_opt_state,
         alpha_opt_state=alpha_opt_state,
     )
     metrics = {
-        'sac/critic_loss': critic_loss,
         'sac/actor_loss': actor_loss,
         'sac/alpha_loss': alpha_loss,
         'sac/alpha': alpha,
-        'sac/entropy': -jnp.mean(log_prob),
-        'sac/q_mean': jnp.mean(q),
+        'sac/entropy': -_batch_mean(log_prob, weight),
     }
     return new_state, metrics
+
+  def update(state: MemberState, batch: Transition, key: jax.Array,
+             weight: jax.Array | None = None) -> tuple[MemberState, Metrics]:
+    key_critic, key_actor = jax.random.split(key)
+    # 1. Critics. 2-3. Actor against the critics just updated, then temperature; the
+    # critic step leaves log_alpha alone, so all three use the temperature from before.
+    state, critic_metrics = update_critic(state, batch, key_critic, weight)
+    state, actor_metrics = update_actor_and_alpha(state, batch, key_actor, weight)
+    # 4. Target critics.
+    target_critic_params = optax.incremental_update(
+        state.critic_params, state.target_critic_params, tau)
+    return (state.replace(target_critic_params=target_critic_params),
+            {**critic_metrics, **actor_metrics})
 
   return Sac(
       init=init,
       update=update,
+      update_critic=update_critic,
+      update_actor_and_alpha=update_actor_and_alpha,
       td_target=td_target,
       policy=policy,
       act=act,

@@ -1,0 +1,54 @@
+"""absl flags generated from the fields of ``Config``, in one loop.
+
+Each field becomes a flag of the same name, type and default, with the field's
+one-line docstring as its help; tuples of ints are comma-separated lists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from absl import flags
+
+from piekd_mjx.config import Config
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+  """Defines one flag per ``Config`` field on ``flag_values``."""
+  hints = typing.get_type_hints(Config)
+  for field in dataclasses.fields(Config):
+    kind, default, doc = hints[field.name], field.default, field.metadata['help']
+    if kind is bool:
+      flags.DEFINE_bool(field.name, default, doc, flag_values=flag_values)
+    elif kind is int:
+      flags.DEFINE_integer(field.name, default, doc, flag_values=flag_values)
+    elif kind is float:
+      flags.DEFINE_float(field.name, default, doc, flag_values=flag_values)
+    elif kind is str:
+      flags.DEFINE_string(field.name, default, doc, flag_values=flag_values)
+    elif typing.get_origin(kind) is tuple:
+      flags.DEFINE_list(field.name, [str(v) for v in default], doc, flag_values=flag_values)
+    else:
+      raise TypeError(f'Config.{field.name}: no flag type for {kind!r}')
+
+
+def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> tuple[Config, frozenset]:
+  """The ``Config`` the flags describe, and the names of the flags given explicitly.
+
+  Raises ValueError naming the flag when a list flag holds a non-integer.
+  """
+  hints = typing.get_type_hints(Config)
+  values, explicit = {}, set()
+  for field in dataclasses.fields(Config):
+    value = flag_values[field.name].value
+    if typing.get_origin(hints[field.name]) is tuple:
+      try:
+        value = tuple(int(v) for v in value)
+      except ValueError:
+        raise ValueError(f'--{field.name}={",".join(value)} is invalid: must be a '
+                         'comma-separated list of integers') from None
+    values[field.name] = value
+    if flag_values[field.name].present:
+      explicit.add(field.name)
+  return Config(**values), frozenset(explicit)

@@ -1,0 +1,376 @@
+"""The periodic knowledge-sharing phase of one seed: teacher election and intra-ensemble
+knowledge distillation (paper §4.4, Eq. 1-2; shared/design/PIEKD-SPEC.md §3-4).
+
+A phase takes the stacked member state (leaves [K, ...]) of ONE seed, the shared replay
+buffer and the ensemble statistics; the trainer vmaps it over seeds [S] and calls it
+only at phase boundaries, outside the per-step loop (spec §7). What it does is
+``Config.share``:
+
+* ``'distill'`` (piekd, piekd_random_teacher): elect a teacher k_t (``Config.teacher``:
+  'best' = argmax_k R_k among the members with a finished episode, the phase being
+  skipped when none has one; 'random' = uniform over the K members). Every other member
+  is a student and minimises, with a fresh Adam (``Config.distill_lr``) per phase,
+    Eq. 1:  E_{s~D} KL(pi_teacher(.|s) || pi_student(.|s)), in closed form on the
+            pre-tanh diagonal Gaussians (tanh is a bijection, so this is the KL of the
+            squashed policies), summed over action dims; and
+    Eq. 2:  E_{(s,a)~D} (Q_teacher(s, a) - Q_student(s, a))^2 per critic head against
+            the SAME head of the teacher, the actions being those stored in the buffer;
+            the two heads' MSEs are SUMMED (each head has its own parameters, so this
+            is the same as distilling each head on its own, as the reference does).
+  The teacher's outputs are under stop_gradient and its parameters come out of the
+  phase bit-identical; alpha is not distilled. Afterwards each student's target critics
+  take ONE Polyak step (tau) towards its distilled critics.
+* ``'hardcopy'`` (piekd_hardcopy): the same election; the teacher's actor and critic
+  parameters and their SAC optimiser states are copied into every student (not the
+  target critics, not log_alpha nor its optimiser state).
+* ``'extra'`` (*_sac_extra): no teacher; every member does extra SAC updates with its
+  own optimisers on the same data schedule as a phase: actor and temperature only
+  (``Config.extra_updates='policy_alpha'``, the reference) or the full ``Sac.update``
+  with its target step (``'all'``).
+
+Data schedule (``Config.distill_data``), the same minibatches for every member:
+* ``'full'`` (reference default): ``distill_epochs`` epochs over the whole buffer
+  (rows [0, size), ``size`` dynamic) in contiguous slices of B = ``distill_batch_size``
+  rows starting at multiples of B, visited in a fresh random order each epoch; rows past
+  ``size`` in the last, partial slice are masked out of every loss (masked mean). The
+  trip count, distill_epochs * ceil(size / B), is dynamic: a ``fori_loop`` over it
+  lowers to a while loop.
+* ``'sample'``: distill_epochs * distill_sample_batches minibatches drawn uniformly with
+  replacement (``Replay.sample``).
+
+The K members are one vmapped computation over the [K] axis; the teacher goes through
+it like a student and is restored afterwards with a where on the is-teacher mask.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from piekd_mjx import ensemble
+from piekd_mjx.config import Config
+from piekd_mjx.replay import Replay, ReplayState
+from piekd_mjx.sac import MemberState, Params, Sac, Transition
+
+Metrics = dict[str, jax.Array]
+Phase = Callable[[MemberState, ReplayState, ensemble.EnsembleState, jax.Array],
+                 tuple[MemberState, Metrics]]
+
+
+@flax.struct.dataclass
+class StudentState:
+  """What a distillation phase trains, stacked over members [K]."""
+
+  actor_params: Params  # leaves [K, ...]
+  critic_params: Params  # leaves [K, 2, ...]
+  actor_opt_state: optax.OptState  # the phase's fresh Adam state, shaped like actor_params
+  critic_opt_state: optax.OptState  # the phase's fresh Adam state, shaped like critic_params
+
+
+def gaussian_kl(mean_p: jax.Array, log_std_p: jax.Array, mean_q: jax.Array,
+                log_std_q: jax.Array) -> jax.Array:
+  """KL(p || q) of diagonal Gaussians, summed over the last axis: [..., A] -> [...].
+
+  Per dimension, log(s_q / s_p) + (s_p^2 + (m_p - m_q)^2) / (2 s_q^2) - 1/2, written as
+  0.5 * (expm1(d) - d + ((m_p - m_q) / s_q)^2) with d = 2 (log s_p - log s_q): each term
+  is >= 0 in floating point and exactly 0 when p == q.
+  """
+  d = 2.0 * (log_std_p - log_std_q)  # [..., A]
+  z = (mean_p - mean_q) * jnp.exp(-log_std_q)  # [..., A]
+  return 0.5 * jnp.sum(jnp.expm1(d) - d + jnp.square(z), axis=-1)
+
+
+def _weighted_mean(x: jax.Array, weight: jax.Array) -> jax.Array:
+  """Masked mean over the last (batch) axis: x [..., B], weight [B] -> [...]."""
+  return jnp.sum(x * weight, axis=-1) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def distillation_losses(sac: Sac, actor_params: Params, critic_params: Params,
+                        teacher_actor_params: Params, teacher_critic_params: Params,
+                        batch: Transition, weight: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Eq. 1 and Eq. 2 of ONE student against the teacher on a minibatch [B].
+
+  Args:
+    sac: the member's networks.
+    actor_params, critic_params: the student's (unbatched) parameters.
+    teacher_actor_params, teacher_critic_params: the teacher's; its outputs are taken
+      under stop_gradient, so no gradient reaches them.
+    batch: transitions [B]; obs and the stored actions are read.
+    weight: [B] float, 1 for the rows that count, 0 for padding.
+
+  Returns:
+    policy_kl [], masked mean over the batch of KL(pi_teacher || pi_student) summed over
+    action dims; critic_mse [], the sum over the 2 heads of each head's masked-mean
+    squared error against the same head of the teacher.
+  """
+  mean_t, log_std_t = jax.lax.stop_gradient(
+      sac.policy(teacher_actor_params, batch.obs))  # [B, A] each
+  q_t = jax.lax.stop_gradient(
+      sac.q_values(teacher_critic_params, batch.obs, batch.action))  # [2, B]
+  mean_s, log_std_s = sac.policy(actor_params, batch.obs)  # [B, A] each
+  q_s = sac.q_values(critic_params, batch.obs, batch.action)  # [2, B]
+  policy_kl = _weighted_mean(gaussian_kl(mean_t, log_std_t, mean_s, log_std_s), weight)
+  critic_mse = jnp.sum(_weighted_mean(jnp.square(q_t - q_s), weight))
+  return policy_kl, critic_mse
+
+
+def elect_teacher(teacher: str, ensemble_state: ensemble.EnsembleState,
+                  key: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The teacher k_t [] int32 and whether the phase is skipped [] bool.
+
+  'best': argmax_k R_k over the members with a finished episode (the others cannot be
+  elected); skipped when no member has one (k_t is then -1). 'random': uniform over
+  all K members with ``key``; never skipped.
+  """
+  recent, has_return = ensemble.recent_returns(ensemble_state)  # [K], [K]
+  num_members = recent.shape[0]
+  if teacher == 'best':
+    skipped = ~jnp.any(has_return)
+    best = jnp.argmax(jnp.where(has_return, recent, -jnp.inf)).astype(jnp.int32)
+    return jnp.where(skipped, -1, best).astype(jnp.int32), skipped
+  if teacher == 'random':
+    return (jax.random.randint(key, (), 0, num_members, dtype=jnp.int32),
+            jnp.zeros((), jnp.bool_))
+  raise ValueError(f"--teacher={teacher!r} is invalid: must be one of 'best', 'random'")
+
+
+def slice_order(key: jax.Array, size: jax.Array, capacity: int, batch_size: int,
+                epochs: int) -> jax.Array:
+  """The 'full' schedule: slice indices [epochs, ceil(C / B)] int32.
+
+  Slice j holds rows [j * B, (j + 1) * B). In every epoch the ceil(size / B) slices
+  that hold data come first, in a fresh uniformly random order, followed by the empty
+  ones (which the phase never visits).
+  """
+  max_slices = -(-capacity // batch_size)
+  num_slices = (size + batch_size - 1) // batch_size  # [] int32
+  scores = jax.random.uniform(key, (epochs, max_slices))  # [E, N] in [0, 1)
+  scores = jnp.where(jnp.arange(max_slices) < num_slices, scores, 2.0)  # [E, N]
+  return jnp.argsort(scores, axis=-1).astype(jnp.int32)
+
+
+def _where_members(mask: jax.Array, new: Any, old: Any) -> Any:
+  """Per member: ``new`` where mask [K] else ``old``, leaf by leaf (leaves [K, ...])."""
+  return jax.tree.map(
+      lambda n, o: jnp.where(mask.reshape(mask.shape + (1,) * (n.ndim - 1)), n, o),
+      new, old)
+
+
+def _take(tree: Any, k: jax.Array) -> Any:
+  """Member k of a stacked tree (leaves [K, ...] -> [...])."""
+  return jax.tree.map(lambda x: x[k], tree)
+
+
+def make_phase(config: Config, sac: Sac, replay: Replay) -> Phase:
+  """Builds the knowledge-sharing phase of one seed for ``config.share``.
+
+  Args:
+    config: reads share, teacher, distill_data, distill_epochs, distill_batch_size,
+      distill_sample_batches, distill_lr, extra_updates and tau.
+    sac: the members' SAC functions.
+    replay: the shared buffer's functions.
+
+  Returns:
+    ``phase(members, replay_state, ensemble_state, key) -> (members, metrics)`` with
+    members' leaves [K, ...]. The metrics, a flat dict:
+      'distill/teacher' [] int32: k_t, -1 if skipped or share='extra';
+      'distill/skipped' [] int32: 1 if no teacher could be elected (nothing changed);
+      'distill/recent_returns' [K]: R_k, NaN where none;
+      'distill/{policy_kl,critic_mse}_{before,after}' []: the means over the students
+        of ``distillation_losses`` on one random minibatch of distill_batch_size
+        transitions drawn at the start of the phase; NaN if skipped or share='extra'
+        (there is no teacher);
+      'distill/num_updates' [] int32: gradient steps done per student (per member for
+        'extra'); 0 for 'hardcopy' and when skipped.
+
+  Raises:
+    ValueError: share='none' (no phase) or an unknown share, teacher, distill_data or
+      extra_updates.
+  """
+  share = config.share
+  if share not in ('distill', 'hardcopy', 'extra'):
+    raise ValueError(f'--share={share!r} has no phase: make_phase needs one of '
+                     "'distill', 'hardcopy', 'extra'")
+  if config.distill_data not in ('full', 'sample'):
+    raise ValueError(f'--distill_data={config.distill_data!r} is invalid: must be one of '
+                     "'full', 'sample'")
+  if share == 'extra' and config.extra_updates not in ('policy_alpha', 'all'):
+    raise ValueError(f'--extra_updates={config.extra_updates!r} is invalid: must be one '
+                     "of 'policy_alpha', 'all'")
+  if share != 'extra' and config.teacher not in ('best', 'random'):
+    raise ValueError(f"--teacher={config.teacher!r} is invalid: must be one of 'best', "
+                     "'random'")
+  batch_size = config.distill_batch_size
+  epochs = config.distill_epochs
+  optimizer = optax.adam(config.distill_lr)
+
+  def num_steps(replay_state: ReplayState) -> jax.Array:
+    """The phase's gradient steps per member, [] int32 (dynamic in 'full' mode)."""
+    if config.distill_data == 'full':
+      return epochs * ((replay_state.size + batch_size - 1) // batch_size)
+    return jnp.asarray(epochs * config.distill_sample_batches, jnp.int32)
+
+  def make_batches(replay_state: ReplayState,
+                   key: jax.Array) -> Callable[[jax.Array], tuple[Transition, jax.Array]]:
+    """step i -> (minibatch [B], weight [B]) of the data schedule."""
+    if config.distill_data == 'full':
+      order = slice_order(key, replay_state.size, replay.capacity, batch_size,
+                          epochs)  # [E, N]
+      num_slices = jnp.maximum((replay_state.size + batch_size - 1) // batch_size, 1)
+
+      def batch_at(i):
+        start = order[i // num_slices, i % num_slices] * batch_size
+        rows = start + jnp.arange(batch_size, dtype=jnp.int32)  # [B]
+        weight = (rows < replay_state.size).astype(jnp.float32)  # [B]
+        return replay.get(replay_state, rows), weight
+    else:
+      def batch_at(i):
+        batch = replay.sample(replay_state, jax.random.fold_in(key, i), batch_size)
+        return batch, jnp.ones((batch_size,), jnp.float32)
+    return batch_at
+
+  def student_losses(members: MemberState, teacher: jax.Array, batch: Transition,
+                     weight: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Eq. 1-2 of every member against member ``teacher``: ([K], [K])."""
+    return jax.vmap(distillation_losses, in_axes=(None, 0, 0, None, None, None, None))(
+        sac, members.actor_params, members.critic_params,
+        _take(members.actor_params, teacher), _take(members.critic_params, teacher),
+        batch, weight)
+
+  def distill(members: MemberState, teacher: jax.Array, trip_count: jax.Array,
+              batch_at: Callable[[jax.Array], tuple[Transition, jax.Array]]
+              ) -> MemberState:
+    """``trip_count`` Adam steps of Eq. 1-2 for every member, then the target step."""
+    teacher_actor_params = _take(members.actor_params, teacher)
+    teacher_critic_params = _take(members.critic_params, teacher)
+
+    def loss_fn(actor_params, critic_params, batch, weight):
+      policy_kl, critic_mse = distillation_losses(
+          sac, actor_params, critic_params, teacher_actor_params, teacher_critic_params,
+          batch, weight)
+      return policy_kl + critic_mse
+
+    # The actor and the critics share no parameter: one gradient of the sum gives each
+    # network the gradient of its own loss.
+    grad_fn = jax.vmap(jax.grad(loss_fn, argnums=(0, 1)), in_axes=(0, 0, None, None))
+    init_opt = jax.vmap(optimizer.init)
+    update_opt = jax.vmap(optimizer.update)
+
+    def step(i, students: StudentState) -> StudentState:
+      batch, weight = batch_at(i)  # [B], [B]
+      actor_grads, critic_grads = grad_fn(
+          students.actor_params, students.critic_params, batch, weight)
+      actor_updates, actor_opt_state = update_opt(
+          actor_grads, students.actor_opt_state, students.actor_params)
+      critic_updates, critic_opt_state = update_opt(
+          critic_grads, students.critic_opt_state, students.critic_params)
+      return StudentState(
+          actor_params=optax.apply_updates(students.actor_params, actor_updates),
+          critic_params=optax.apply_updates(students.critic_params, critic_updates),
+          actor_opt_state=actor_opt_state,
+          critic_opt_state=critic_opt_state)
+
+    students = StudentState(
+        actor_params=members.actor_params,
+        critic_params=members.critic_params,
+        actor_opt_state=init_opt(members.actor_params),  # fresh per phase
+        critic_opt_state=init_opt(members.critic_params))
+    students = jax.lax.fori_loop(0, trip_count, step, students)
+    return members.replace(
+        actor_params=students.actor_params,
+        critic_params=students.critic_params,
+        target_critic_params=optax.incremental_update(
+            students.critic_params, members.target_critic_params, config.tau))
+
+  def hardcopy(members: MemberState, teacher: jax.Array) -> MemberState:
+    """Every member gets the teacher's actor, critics and their SAC optimiser states."""
+
+    def broadcast(tree):  # the teacher's leaves [...] repeated to [K, ...]
+      return jax.tree.map(lambda x: jnp.broadcast_to(x[teacher], x.shape), tree)
+
+    return members.replace(
+        actor_params=broadcast(members.actor_params),
+        critic_params=broadcast(members.critic_params),
+        actor_opt_state=broadcast(members.actor_opt_state),
+        critic_opt_state=broadcast(members.critic_opt_state))
+
+  def extra(members: MemberState, trip_count: jax.Array,
+            batch_at: Callable[[jax.Array], tuple[Transition, jax.Array]],
+            key: jax.Array) -> MemberState:
+    num_members = members.log_alpha.shape[0]
+    sac_step = (sac.update_actor_and_alpha if config.extra_updates == 'policy_alpha'
+                else sac.update)
+    member_step = jax.vmap(sac_step, in_axes=(0, None, 0, None))
+
+    def step(i, members: MemberState) -> MemberState:
+      batch, weight = batch_at(i)  # [B], [B]
+      keys = jax.random.split(jax.random.fold_in(key, i), num_members)  # [K]
+      return member_step(members, batch, keys, weight)[0]
+
+    return jax.lax.fori_loop(0, trip_count, step, members)
+
+  def phase(members: MemberState, replay_state: ReplayState,
+            ensemble_state: ensemble.EnsembleState,
+            key: jax.Array) -> tuple[MemberState, Metrics]:
+    num_members = ensemble_state.returns.shape[0]
+    if members.log_alpha.shape != (num_members,):
+      raise ValueError(f'members.log_alpha has shape {members.log_alpha.shape}; expected '
+                       f'({num_members},), one per member of the ensemble state')
+    key_teacher, key_probe, key_data, key_updates = jax.random.split(key, 4)
+    recent, _ = ensemble.recent_returns(ensemble_state)  # [K]
+    batch_at = make_batches(replay_state, key_data)
+    nan = jnp.full((), jnp.nan, jnp.float32)
+
+    if share == 'extra':
+      trip_count = num_steps(replay_state)
+      new_members = extra(members, trip_count, batch_at, key_updates)
+      return new_members, {
+          'distill/teacher': jnp.full((), -1, jnp.int32),
+          'distill/skipped': jnp.zeros((), jnp.int32),
+          'distill/recent_returns': recent,
+          'distill/policy_kl_before': nan,
+          'distill/policy_kl_after': nan,
+          'distill/critic_mse_before': nan,
+          'distill/critic_mse_after': nan,
+          'distill/num_updates': trip_count.astype(jnp.int32),
+      }
+
+    teacher, skipped = elect_teacher(config.teacher, ensemble_state, key_teacher)
+    safe_teacher = jnp.maximum(teacher, 0)  # any valid index when skipped
+    is_student = jnp.arange(num_members) != teacher  # [K]
+    update = is_student & ~skipped  # [K]
+    if share == 'distill':
+      trip_count = jnp.where(skipped, 0, num_steps(replay_state)).astype(jnp.int32)
+      new_members = distill(members, safe_teacher, trip_count, batch_at)
+    else:
+      trip_count = jnp.zeros((), jnp.int32)
+      new_members = hardcopy(members, safe_teacher)
+    # The teacher (and everyone, when skipped) comes out bit-identical.
+    new_members = _where_members(update, new_members, members)
+
+    probe = replay.sample(replay_state, key_probe, batch_size)  # [B]
+    probe_weight = jnp.ones((batch_size,), jnp.float32)
+    num_students = jnp.maximum(jnp.sum(is_student), 1)
+
+    def student_mean(x):  # [K] -> [], NaN when skipped
+      mean = jnp.sum(jnp.where(is_student, x, 0.0)) / num_students
+      return jnp.where(skipped, jnp.nan, mean)
+
+    kl_before, mse_before = student_losses(members, safe_teacher, probe, probe_weight)
+    kl_after, mse_after = student_losses(new_members, safe_teacher, probe, probe_weight)
+    return new_members, {
+        'distill/teacher': teacher,
+        'distill/skipped': skipped.astype(jnp.int32),
+        'distill/recent_returns': recent,
+        'distill/policy_kl_before': student_mean(kl_before),
+        'distill/policy_kl_after': student_mean(kl_after),
+        'distill/critic_mse_before': student_mean(mse_before),
+        'distill/critic_mse_after': student_mean(mse_after),
+        'distill/num_updates': trip_count,
+    }
+
+  return phase

@@ -1,0 +1,209 @@
+"""The training program: every seed and member advanced in one jitted loop.
+
+One environment step of one seed (paper Algorithm 1, lines 9-13): the acting member
+(uniform random actions during warm-up) acts, the task steps and resets itself at the
+end of an episode, the transition goes into the seed's shared replay buffer, the
+episode statistics are updated, and every member does its SAC update on its own
+minibatch. ``jax.vmap`` runs that step for all seeds [S]; the members' updates are a
+``jax.vmap`` over [K] inside it. A chunk of steps is one ``lax.fori_loop`` whose trip
+count is a traced argument, so chunks of any length reuse one compiled program and
+the host touches the state only between chunks.
+
+Periodic work (distillation phases, evaluation) is scheduled by the step count, which
+every seed shares, so it runs between chunks (``Trainer.phase``, ``Trainer.evaluate``)
+and never as a masked select inside the per-step computation (spec §7).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from piekd_mjx import ensemble as ensemble_lib
+from piekd_mjx import evaluate as evaluate_lib
+from piekd_mjx import replay as replay_lib
+from piekd_mjx import sac as sac_lib
+from piekd_mjx import envs
+from piekd_mjx.config import Config
+from piekd_mjx.envs.wrappers import TrainingWrapper
+
+Metrics = dict[str, jax.Array]
+
+# The SAC metrics averaged over a chunk, per seed and member.
+SAC_METRICS = ('sac/critic_loss', 'sac/actor_loss', 'sac/alpha_loss', 'sac/alpha',
+               'sac/entropy', 'sac/q_mean')
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a run carries; every leaf of the per-seed parts leads with [S]."""
+
+  members: sac_lib.MemberState  # leaves [S, K, ...]
+  replay: replay_lib.ReplayState  # data [S, C, W], position [S], size [S]
+  env_state: envs.State  # the training environments, leaves [S, ...]
+  ensemble: ensemble_lib.EnsembleState  # member selection and R_k, leaves [S, ...]
+  key: jax.Array  # [S, 2] uint32, each seed's PRNG key
+  step: jax.Array  # [] int32, environment steps taken by every seed
+  num_phases: jax.Array  # [] int32, phases run so far
+
+
+class Trainer(NamedTuple):
+  """The jitted programs of a run and the static pieces they were built from.
+
+  Attributes:
+    init: () -> TrainState for ``config.num_seeds`` seeds.
+    collect: (state, num_steps) -> (state, metrics): warm-up steps, uniform random
+      actions, no update. ``state`` is donated.
+    train: (state, num_steps) -> (state, metrics): steps with the acting member's
+      actions and SAC updates of every member; metrics are the chunk means of
+      ``SAC_METRICS``, each [S, K]. ``state`` is donated.
+    phase: (state) -> (state, metrics): one knowledge-sharing phase of every seed, or
+      None when the variant has none. ``state`` is donated.
+    evaluate: (state) -> returns [S, K, E] of deterministic evaluation episodes.
+  """
+
+  init: Callable[[], TrainState]
+  collect: Callable[[TrainState, int], tuple[TrainState, Metrics]]
+  train: Callable[[TrainState, int], tuple[TrainState, Metrics]]
+  phase: Callable[[TrainState], tuple[TrainState, Metrics]] | None
+  evaluate: Callable[[TrainState], jax.Array]
+  config: Config
+  task: envs.MjxTask
+  sac: sac_lib.Sac
+  replay: replay_lib.Replay
+
+
+def with_precision(precision: str, fn: Callable) -> Callable:
+  """Traces ``fn`` under ``jax.default_matmul_precision(precision)``."""
+
+  def traced(*args, **kwargs):
+    with jax.default_matmul_precision(precision):
+      return fn(*args, **kwargs)
+
+  return traced
+
+
+def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
+  """Builds the jitted programs of ``config`` (already validated, variant applied)."""
+  task = task if task is not None else envs.make(config.env, solver=config.solver)
+  env = TrainingWrapper(task, config.episode_length)
+  obs_size, action_size = task.observation_size, task.action_size
+  num_seeds, num_members = config.num_seeds, config.ensemble_size
+  sac = sac_lib.make_sac(config, obs_size, action_size)
+  example = sac_lib.Transition(
+      obs=jnp.zeros((obs_size,), jnp.float32), action=jnp.zeros((action_size,), jnp.float32),
+      reward=jnp.zeros((), jnp.float32), next_obs=jnp.zeros((obs_size,), jnp.float32),
+      termination=jnp.zeros((), jnp.float32), truncation=jnp.zeros((), jnp.float32))
+  replay = replay_lib.make_replay(config.replay_capacity, example)
+  evaluate_episodes = evaluate_lib.make_evaluate(task, sac, config.episode_length,
+                                                 config.eval_episodes)
+
+  def init_seed(key):
+    key_members, key_env, key_ensemble, key_next = jax.random.split(key, 4)
+    members = jax.vmap(sac.init)(jax.random.split(key_members, num_members))
+    return (members, replay.init(), env.reset(key_env),
+            ensemble_lib.init(key_ensemble, num_members, config.recent_episodes), key_next)
+
+  def init() -> TrainState:
+    base = jax.random.PRNGKey(config.seed)
+    keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(num_seeds))
+    members, replay_state, env_state, ensemble_state, keys = jax.vmap(init_seed)(keys)
+    return TrainState(members=members, replay=replay_state, env_state=env_state,
+                      ensemble=ensemble_state, key=keys, step=jnp.zeros((), jnp.int32),
+                      num_phases=jnp.zeros((), jnp.int32))
+
+  def seed_step(members, replay_state, env_state, ensemble_state, key, learn: bool):
+    """One environment step of one seed, and (if ``learn``) the members' updates."""
+    key_act, key_select, key_update, key_next = jax.random.split(key, 4)
+    if learn:
+      actor_params = jax.tree.map(lambda x: x[ensemble_state.acting], members.actor_params)
+      action = sac.act(actor_params, env_state.obs, key_act)  # [A]
+    else:
+      action = jax.random.uniform(key_act, (action_size,), minval=-1.0, maxval=1.0)
+    next_state = env.step(env_state, action)
+    transition = sac_lib.Transition(
+        obs=env_state.obs, action=action, reward=next_state.reward,
+        next_obs=next_state.info['next_obs'], termination=next_state.done,
+        truncation=next_state.info['truncation'])
+    replay_state = replay.add(replay_state, jax.tree.map(lambda x: x[None], transition))
+    ended = (next_state.done > 0) | (next_state.info['truncation'] > 0)
+    ensemble_state = ensemble_lib.record_step(
+        ensemble_state, ended, next_state.info['completed_return'], key_select)
+    metrics = {name: jnp.zeros((num_members,), jnp.float32) for name in SAC_METRICS}
+    if learn:
+      for _ in range(config.updates_per_step):
+        key_update, key_sample, key_sgd = jax.random.split(key_update, 3)
+        batches = jax.vmap(lambda k: replay.sample(replay_state, k, config.batch_size))(
+            jax.random.split(key_sample, num_members))  # leaves [K, B, ...]
+        members, step_metrics = jax.vmap(sac.update)(
+            members, batches, jax.random.split(key_sgd, num_members))
+        metrics = {name: metrics[name] + step_metrics[name] / config.updates_per_step
+                   for name in SAC_METRICS}
+    return members, replay_state, next_state, ensemble_state, key_next, metrics
+
+  def make_chunk(learn: bool):
+    def chunk(state: TrainState, num_steps) -> tuple[TrainState, Metrics]:
+      num_steps = jnp.asarray(num_steps, jnp.int32)
+
+      def body(_, carry):
+        state, sums = carry
+        step = jax.vmap(lambda *a: seed_step(*a, learn=learn))
+        members, replay_state, env_state, ensemble_state, keys, metrics = step(
+            state.members, state.replay, state.env_state, state.ensemble, state.key)
+        state = state.replace(members=members, replay=replay_state, env_state=env_state,
+                              ensemble=ensemble_state, key=keys, step=state.step + 1)
+        return state, {k: sums[k] + metrics[k] for k in SAC_METRICS}
+
+      zeros = {k: jnp.zeros((num_seeds, num_members), jnp.float32) for k in SAC_METRICS}
+      state, sums = jax.lax.fori_loop(0, num_steps, body, (state, zeros))
+      count = jnp.maximum(num_steps, 1).astype(jnp.float32)
+      return state, {k: v / count for k, v in sums.items()}
+
+    return jax.jit(with_precision(config.matmul_precision, chunk), donate_argnums=0)
+
+  phase = None
+  if config.share != 'none':
+    from piekd_mjx import distill  # pylint: disable=g-import-not-at-top
+
+    seed_phase = distill.make_phase(config, sac, replay)
+
+    def phase_fn(state: TrainState) -> tuple[TrainState, Metrics]:
+      keys = jax.vmap(lambda k: jax.random.split(k, 2))(state.key)  # [S, 2, 2]
+      members, metrics = jax.vmap(seed_phase)(state.members, state.replay, state.ensemble,
+                                               keys[:, 0])
+      state = state.replace(members=members, key=keys[:, 1],
+                            num_phases=state.num_phases + 1)
+      return state, metrics
+
+    phase = jax.jit(with_precision(config.matmul_precision, phase_fn), donate_argnums=0)
+
+  def evaluate(state: TrainState) -> jax.Array:
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), state.step)
+    key = jax.random.fold_in(key, 0x5EED)  # evaluation keys apart from training keys
+    return evaluate_episodes(state.members.actor_params, key)
+
+  return Trainer(
+      init=jax.jit(init), collect=make_chunk(learn=False), train=make_chunk(learn=True),
+      phase=phase, evaluate=jax.jit(with_precision(config.matmul_precision, evaluate)),
+      config=config, task=task, sac=sac, replay=replay)
+
+
+def phase_steps(config: Config) -> list[int]:
+  """The steps after which a phase runs: multiples of ``distill_interval`` from
+  ``first_distill_step`` on (none without sharing)."""
+  if config.share == 'none':
+    return []
+  interval = config.distill_interval
+  return [t for t in range(interval, config.total_steps + 1, interval)
+          if t >= config.first_distill_step]
+
+
+def eval_steps(config: Config) -> list[int]:
+  """The steps after which the run evaluates: every ``eval_every`` and at the end."""
+  steps = list(range(config.eval_every, config.total_steps + 1, config.eval_every))
+  if not steps or steps[-1] != config.total_steps:
+    steps.append(config.total_steps)
+  return steps

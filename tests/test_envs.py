@@ -1,0 +1,108 @@
+"""The task registry, the brax interface and the training episode wrapper."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from piekd_mjx import envs
+from piekd_mjx.envs import wrappers
+
+
+def test_names_and_unknown_task():
+  assert envs.names() == ('ant', 'halfcheetah', 'hopper', 'humanoid', 'inverted_pendulum',
+                          'walker2d')
+  with pytest.raises(ValueError, match='unknown task .*valid: ant, halfcheetah'):
+    envs.make('cartpole')
+  with pytest.raises(ValueError, match="unknown solver 'slow'; valid: faithful, fast"):
+    envs.make('hopper', solver='slow')
+
+
+def test_sizes_match_gymnasium():
+  import gymnasium as gym  # pylint: disable=g-import-not-at-top
+  for name in envs.names():
+    cls = envs.make_class(name)
+    env = gym.make(envs.GYMNASIUM_IDS[name]).unwrapped
+    assert cls.frame_skip == env.frame_skip, name
+    assert cls.reset_noise_scale == env._reset_noise_scale, name  # pylint: disable=protected-access
+  task = envs.make('inverted_pendulum')
+  assert (task.observation_size, task.action_size) == (4, 1)
+  np.testing.assert_array_equal(task.action_low, [-3.0])
+  np.testing.assert_array_equal(task.action_high, [3.0])
+
+
+def _signature(tree):
+  return jax.tree.map(lambda x: (x.shape, x.dtype, getattr(x, 'weak_type', False)), tree)
+
+
+def test_reset_and_step_agree_in_types_and_do_not_retrace(task_cache):
+  """reset's outputs have step's shapes, dtypes and weak types, so a jitted step
+  compiles once for both."""
+  task = task_cache('inverted_pendulum')
+  traces = []
+
+  def step(state, action):
+    traces.append(1)
+    return task.step(state, action)
+
+  step = jax.jit(step)
+  state0 = jax.jit(task.reset)(jax.random.PRNGKey(0))
+  state1 = step(state0, jnp.zeros(task.action_size))
+  state2 = step(state1, jnp.ones(task.action_size))
+  assert len(traces) == 1
+  assert _signature(state0) == _signature(state1) == _signature(state2)
+
+
+def test_done_is_termination_and_reset_to_sets_state(task_cache):
+  task = task_cache('inverted_pendulum')
+  qpos = jnp.array([0.0, 0.19]), jnp.array([0.0, 5.0])
+  state = task.reset_to(*qpos)
+  np.testing.assert_allclose(state.obs, [0.0, 0.19, 0.0, 5.0], atol=1e-7)
+  state = jax.jit(task.step)(state, jnp.zeros(1))
+  assert state.done == 1.0 and state.reward == 0.0  # the pole passed 0.2 rad
+
+
+def test_wrapper_truncates_resets_fresh_and_keeps_last_obs(task_cache):
+  task = task_cache('inverted_pendulum')
+  env = wrappers.TrainingWrapper(task, episode_length=5)
+  step = jax.jit(env.step)
+  state = jax.jit(env.reset)(jax.random.PRNGKey(1))
+  starts = [np.asarray(state.obs)]
+  for t in range(1, 16):
+    prev = state
+    state = step(state, jnp.zeros(1))
+    ended = t % 5 == 0
+    assert float(state.info['truncation']) == float(ended)
+    assert float(state.done) == 0.0  # zero force keeps the pole up for 5 steps
+    assert int(state.info['steps']) == (0 if ended else t % 5)
+    if ended:
+      # next_obs is the episode's last observation, obs the next episode's first.
+      assert not np.allclose(state.info['next_obs'], state.obs)
+      assert float(state.info['completed_return']) == 5.0
+      assert float(state.info['episode_return']) == 0.0
+      starts.append(np.asarray(state.obs))
+    else:
+      np.testing.assert_array_equal(state.info['next_obs'], state.obs)
+    del prev
+  # Every episode starts from a freshly drawn state, not a cached first one.
+  assert len({tuple(s) for s in starts}) == len(starts) == 4
+
+
+def test_wrapper_scales_actions_to_control_range(task_cache):
+  env = wrappers.TrainingWrapper(task_cache('inverted_pendulum'))
+  np.testing.assert_allclose(env.scale_action(jnp.array([-1.0])), [-3.0])
+  np.testing.assert_allclose(env.scale_action(jnp.array([0.5])), [1.5])
+
+
+def test_brax_trainer_runs_our_task(task_cache):
+  """brax's own PPO trainer and wrappers run a task of ours."""
+  from brax.training.agents.ppo import train as ppo  # pylint: disable=g-import-not-at-top
+
+  task = task_cache('inverted_pendulum')
+  _, _, metrics = ppo.train(
+      environment=task, num_timesteps=64, episode_length=16, num_envs=4,
+      num_eval_envs=2, batch_size=4, num_minibatches=2, unroll_length=4,
+      num_updates_per_batch=1, num_evals=2, seed=0)
+  assert 'eval/episode_reward' in metrics
+  assert np.isfinite(metrics['eval/episode_reward'])
+  assert metrics['eval/episode_reward'] > 0.0
