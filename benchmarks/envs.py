@@ -14,10 +14,9 @@ For every task, in one process on this machine, it measures:
 * Gymnasium (``--gymnasium``): ``gymnasium.make(id).unwrapped`` on MuJoCo C, stepped
   single-threaded with uniform random actions and reset on termination.
 
-Run it with (the lead's full benchmark):
+The full benchmark (all six tasks by default; ``--tasks=hopper,ant`` picks some):
 
-  python benchmarks/envs.py --tasks=hopper,ant --batch_sizes=1,5,64,1024 \\
-      --out=docs/benchmarks/envs.json
+  python benchmarks/envs.py --batch_sizes=1,5,64,1024 --out=docs/benchmarks/envs.json
 
 and render a JSON file written earlier as Markdown (for docs/BENCHMARKS.md) with:
 
@@ -129,6 +128,7 @@ def _make_rollout(env, low: jax.Array, high: jax.Array, steps: int):
 def _time_rollout(fn, state, key, env_steps: int) -> dict[str, Any]:
   """First-call time and steady rate of a jitted rollout carrying (state, key)."""
   first_s, (state, key) = _first_call(fn, state, key)
+  state, key = jax.block_until_ready(fn(state, key))  # An untimed warm-up call.
   times = []
   for _ in range(FLAGS.repeats):
     start = time.perf_counter()

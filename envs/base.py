@@ -162,7 +162,8 @@ class MjxTask(brax_base.Env):
       data = mjx.rne_postconstraint(self.mjx_model, data)
     obs = self._observation(data)
     reward, terminated, metrics = self._reward_and_termination(data0, data, action, obs)
-    metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+    # Keep metrics that wrappers added (brax's EpisodeWrapper adds 'reward').
+    metrics = {**state.metrics, **{k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}}
     return state.replace(pipeline_state=data, obs=obs,
                          reward=jnp.asarray(reward, jnp.float32),
                          done=jnp.asarray(terminated, jnp.float32), metrics=metrics)
