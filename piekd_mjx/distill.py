@@ -44,6 +44,7 @@ it like a student and is restored afterwards with a where on the is-teacher mask
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.struct
@@ -52,7 +53,8 @@ import jax.numpy as jnp
 import optax
 
 from piekd_mjx import ensemble
-from piekd_mjx.config import Config
+from piekd_mjx.config import (Config, DISTILL_DATA_CHOICES, EXTRA_UPDATES_CHOICES,
+                              TEACHER_CHOICES)
 from piekd_mjx.replay import Replay, ReplayState
 from piekd_mjx.sac import MemberState, Params, Sac, Transition
 
@@ -138,6 +140,11 @@ def elect_teacher(teacher: str, ensemble_state: ensemble.EnsembleState,
   raise ValueError(f"--teacher={teacher!r} is invalid: must be one of 'best', 'random'")
 
 
+def _num_slices(size: jax.Array, batch_size: int) -> jax.Array:
+  """ceil(size / B): the slices of B rows that hold the ``size`` stored rows."""
+  return (size + batch_size - 1) // batch_size
+
+
 def slice_order(key: jax.Array, size: jax.Array, capacity: int, batch_size: int,
                 epochs: int) -> jax.Array:
   """The 'full' schedule: slice indices [epochs, ceil(C / B)] int32.
@@ -147,7 +154,7 @@ def slice_order(key: jax.Array, size: jax.Array, capacity: int, batch_size: int,
   ones (which the phase never visits).
   """
   max_slices = -(-capacity // batch_size)
-  num_slices = (size + batch_size - 1) // batch_size  # [] int32
+  num_slices = _num_slices(size, batch_size)  # [] int32
   scores = jax.random.uniform(key, (epochs, max_slices))  # [E, N] in [0, 1)
   scores = jnp.where(jnp.arange(max_slices) < num_slices, scores, 2.0)  # [E, N]
   return jnp.argsort(scores, axis=-1).astype(jnp.int32)
@@ -195,15 +202,11 @@ def make_phase(config: Config, sac: Sac, replay: Replay) -> Phase:
   if share not in ('distill', 'hardcopy', 'extra'):
     raise ValueError(f'--share={share!r} has no phase: make_phase needs one of '
                      "'distill', 'hardcopy', 'extra'")
-  if config.distill_data not in ('full', 'sample'):
-    raise ValueError(f'--distill_data={config.distill_data!r} is invalid: must be one of '
-                     "'full', 'sample'")
-  if share == 'extra' and config.extra_updates not in ('policy_alpha', 'all'):
-    raise ValueError(f'--extra_updates={config.extra_updates!r} is invalid: must be one '
-                     "of 'policy_alpha', 'all'")
-  if share != 'extra' and config.teacher not in ('best', 'random'):
-    raise ValueError(f"--teacher={config.teacher!r} is invalid: must be one of 'best', "
-                     "'random'")
+  for name, valid in (('distill_data', DISTILL_DATA_CHOICES), ('teacher', TEACHER_CHOICES),
+                      ('extra_updates', EXTRA_UPDATES_CHOICES)):
+    if getattr(config, name) not in valid:
+      raise ValueError(f'--{name}={getattr(config, name)!r} is invalid: must be one of '
+                       + ', '.join(valid))
   batch_size = config.distill_batch_size
   epochs = config.distill_epochs
   optimizer = optax.adam(config.distill_lr)
@@ -211,7 +214,7 @@ def make_phase(config: Config, sac: Sac, replay: Replay) -> Phase:
   def num_steps(replay_state: ReplayState) -> jax.Array:
     """The phase's gradient steps per member, [] int32 (dynamic in 'full' mode)."""
     if config.distill_data == 'full':
-      return epochs * ((replay_state.size + batch_size - 1) // batch_size)
+      return epochs * _num_slices(replay_state.size, batch_size)
     return jnp.asarray(epochs * config.distill_sample_batches, jnp.int32)
 
   def make_batches(replay_state: ReplayState,
@@ -220,7 +223,7 @@ def make_phase(config: Config, sac: Sac, replay: Replay) -> Phase:
     if config.distill_data == 'full':
       order = slice_order(key, replay_state.size, replay.capacity, batch_size,
                           epochs)  # [E, N]
-      num_slices = jnp.maximum((replay_state.size + batch_size - 1) // batch_size, 1)
+      num_slices = jnp.maximum(_num_slices(replay_state.size, batch_size), 1)
 
       def batch_at(i):
         start = order[i // num_slices, i % num_slices] * batch_size
@@ -236,8 +239,9 @@ def make_phase(config: Config, sac: Sac, replay: Replay) -> Phase:
   def student_losses(members: MemberState, teacher: jax.Array, batch: Transition,
                      weight: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Eq. 1-2 of every member against member ``teacher``: ([K], [K])."""
-    return jax.vmap(distillation_losses, in_axes=(None, 0, 0, None, None, None, None))(
-        sac, members.actor_params, members.critic_params,
+    losses = functools.partial(distillation_losses, sac)
+    return jax.vmap(losses, in_axes=(0, 0, None, None, None, None))(
+        members.actor_params, members.critic_params,
         _take(members.actor_params, teacher), _take(members.critic_params, teacher),
         batch, weight)
 

@@ -1,0 +1,72 @@
+"""Measures the parity errors of every task against Gymnasium (MuJoCo C).
+
+    python benchmarks/parity.py --tasks=hopper,ant --steps=200 --seeds=0,1,2
+
+For each task and solver setting, runs Gymnasium trajectories of random actions and
+reports the largest error of the MJX step from each visited state (see
+``piekd_mjx.envs.parity``): the scaled observation error, the absolute reward and
+reward-term errors, and termination mismatches. Prints a Markdown table for
+docs/TASKS.md and writes the numbers as JSON.
+"""
+
+import datetime
+import json
+import os
+import platform
+import sys
+
+from absl import app
+from absl import flags
+
+_TASKS = flags.DEFINE_list('tasks', None, 'Tasks to measure (default: all).')
+_STEPS = flags.DEFINE_integer('steps', 200, 'Steps per Gymnasium trajectory.')
+_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Trajectory seeds.')
+_OUT = flags.DEFINE_string('out', 'docs/benchmarks/parity.json', 'JSON output.')
+
+# (label, solver options, cone override on the Gymnasium side)
+SETTINGS = ('faithful', 'fast', 'elliptic')
+
+
+def main(argv):
+  del argv
+  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  from piekd_mjx.envs import base  # pylint: disable=g-import-not-at-top
+  from piekd_mjx.envs import parity  # pylint: disable=g-import-not-at-top
+
+  settings = {'faithful': (base.FAITHFUL, None), 'fast': (base.FAST, None),
+              'elliptic': (base.SolverOptions(cone='elliptic'), 'elliptic')}
+  results = []
+  for name in _TASKS.value or envs.names():
+    for label, (solver, cone) in settings.items():
+      if label == 'elliptic' and name != 'ant':
+        continue
+      task = envs.make(name, solver=solver)
+      worst: dict[str, float] = {}
+      for seed in _SEEDS.value:
+        ref = parity.gymnasium_reference(name, _STEPS.value, seed=int(seed), cone=cone)
+        for k, v in parity.errors(task, ref).items():
+          worst[k] = max(worst.get(k, 0.0), v)
+      terms = {k: v for k, v in worst.items()
+               if k not in ('obs', 'reward', 'termination_mismatches')}
+      row = {'task': name, 'setting': label, 'obs': worst['obs'], 'reward': worst['reward'],
+             'worst_term': max(terms.values()) if terms else 0.0,
+             'termination_mismatches': worst['termination_mismatches'], 'terms': terms}
+      results.append(row)
+      print(f"{name:18s} {label:9s} obs {row['obs']:.2e}  reward {row['reward']:.2e}  "
+            f"worst term {row['worst_term']:.2e}  termination mismatches "
+            f"{int(row['termination_mismatches'])}", flush=True)
+  meta = {'command': ' '.join(['python'] + sys.argv), 'date': datetime.date.today().isoformat(),
+          'machine': f'{platform.machine()}, {os.cpu_count()} cores',
+          'steps_per_seed': _STEPS.value, 'seeds': _SEEDS.value}
+  os.makedirs(os.path.dirname(_OUT.value) or '.', exist_ok=True)
+  with open(_OUT.value, 'w', encoding='utf-8') as f:
+    json.dump({'meta': meta, 'results': results}, f, indent=2)
+  print('\n| task | solver | obs (scaled) | reward | worst reward term | termination mismatches |')
+  print('|---|---|---|---|---|---|')
+  for r in results:
+    print(f"| {r['task']} | {r['setting']} | {r['obs']:.1e} | {r['reward']:.1e} | "
+          f"{r['worst_term']:.1e} | {int(r['termination_mismatches'])} |")
+
+
+if __name__ == '__main__':
+  app.run(main)
