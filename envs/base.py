@@ -22,7 +22,9 @@ Actions are in the model's control units (Gymnasium's action space, the actuator
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
 from typing import Mapping
 
@@ -30,8 +32,12 @@ import jax
 import jax.numpy as jnp
 import mujoco
 import numpy as np
-from brax.envs import base as brax_base
-from mujoco import mjx
+
+# mujoco.mjx prints a line at import when the optional NVIDIA Warp backend is absent,
+# which it always is here (MJX's JAX backend is the one used).
+with contextlib.redirect_stdout(io.StringIO()):
+  from brax.envs import base as brax_base
+  from mujoco import mjx
 
 State = brax_base.State
 

@@ -51,19 +51,45 @@ class TrainingWrapper(brax_base.Wrapper):
     return state.replace(info=info)
 
   def step(self, state: State, action: jax.Array) -> State:
+    """One step; an episode that ends restarts at once (under ``lax.cond``)."""
+    state = self.step_without_restart(state, action)
+    return jax.lax.cond(self.ended(state), self.restart, lambda s: s, state)
+
+  def step_without_restart(self, state: State, action: jax.Array) -> State:
+    """One step with its bookkeeping, leaving a finished episode's final state in place.
+
+    Batched callers (the trainer vmaps over seeds, where a ``lax.cond`` would become a
+    select that pays for a reset on every step) follow it with ``restart_where`` under
+    one ``lax.cond`` on whether any episode ended.
+    """
     inner = self.env.step(state.replace(info={}), self.scale_action(action))
     steps = state.info['steps'] + 1
     terminated = inner.done > 0
     truncated = (steps >= self.episode_length) & ~terminated
     ended = terminated | truncated
     episode_return = state.info['episode_return'] + inner.reward
-    key_next, key_reset = jax.random.split(state.info['rng'])
-    restarted = jax.lax.cond(ended, lambda: self.env.reset(key_reset), lambda: inner)
-    info = {'rng': key_next,
+    info = {'rng': state.info['rng'],
             'steps': jnp.where(ended, 0, steps).astype(jnp.int32),
             'truncation': truncated.astype(jnp.float32),
             'next_obs': inner.obs,
             'episode_return': jnp.where(ended, 0.0, episode_return),
             'completed_return': episode_return}
-    return inner.replace(pipeline_state=restarted.pipeline_state, obs=restarted.obs,
-                         info=info)
+    return inner.replace(info=info)
+
+  @staticmethod
+  def ended(state: State) -> jax.Array:
+    """Whether the step that produced ``state`` ended its episode."""
+    return (state.done > 0) | (state.info['truncation'] > 0)
+
+  def restart(self, state: State) -> State:
+    """A fresh random initial state, keeping the step's reward, done and info."""
+    key_next, key_reset = jax.random.split(state.info['rng'])
+    fresh = self.env.reset(key_reset)
+    return state.replace(pipeline_state=fresh.pipeline_state, obs=fresh.obs,
+                         info={**state.info, 'rng': key_next})
+
+  def restart_where(self, state: State) -> State:
+    """``restart`` of the states whose episode ended (selected, for batched states)."""
+    restarted = self.restart(state)
+    ended = self.ended(state)
+    return jax.tree.map(lambda a, b: jnp.where(ended, a, b), restarted, state)
