@@ -16,12 +16,23 @@ user set explicitly.
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from typing import Any, Callable, Collection, Mapping
 
 
 def _field(default: Any, doc: str) -> Any:
   return dataclasses.field(default=default, metadata={'help': doc})
 
+
+# The replay ring indexes its rows with int32.
+MAX_REPLAY_CAPACITY = 2**31 - 1
+
+# The fields a run may change when it is resumed (launch --resume): they change what
+# is evaluated, logged, checkpointed or how far the run goes, never the training
+# trajectory up to a given step. Every other field must equal the run's.
+RESUMABLE_FIELDS = ('total_steps', 'eval_every', 'eval_episodes', 'log_every',
+                    'checkpoint_every', 'keep_checkpoints', 'out_dir')
 
 # The valid values of the enum-valued string fields.
 SOLVER_CHOICES = ('faithful', 'fast')
@@ -47,6 +58,10 @@ class Config:
   out_dir: str = _field(
       '', "The run's directory (config, metrics, checkpoints); '' names one under runs/.")
   log_every: int = _field(1000, 'Environment steps between progress lines (chunk length).')
+  checkpoint_every: int = _field(
+      10_000, 'Environment steps between checkpoints, taken at the first evaluation at or '
+      'after each multiple (and at the end).')
+  keep_checkpoints: int = _field(3, 'Number of newest checkpoints kept in the run directory.')
 
   # -- one SAC member (spec §1) ----------------------------------------------------------
   replay_capacity: int = _field(1_000_000, 'Replay buffer capacity C (transitions per seed).')
@@ -99,9 +114,10 @@ class Config:
   def validate(self) -> None:
     """Raises ValueError naming the first invalid field as its flag ``--name``."""
     for name in ('num_seeds', 'total_steps', 'eval_every', 'eval_episodes', 'log_every',
-                 'replay_capacity', 'batch_size', 'ensemble_size', 'distill_interval',
-                 'recent_episodes', 'updates_per_step', 'episode_length', 'distill_epochs',
-                 'distill_batch_size', 'distill_sample_batches'):
+                 'checkpoint_every', 'keep_checkpoints', 'replay_capacity', 'batch_size',
+                 'ensemble_size', 'distill_interval', 'recent_episodes', 'updates_per_step',
+                 'episode_length', 'distill_epochs', 'distill_batch_size',
+                 'distill_sample_batches'):
       value = getattr(self, name)
       if not _is_int(value) or value <= 0:
         _fail(name, value, 'a positive integer')
@@ -109,6 +125,9 @@ class Config:
       value = getattr(self, name)
       if not _is_int(value) or value < 0:
         _fail(name, value, 'a non-negative integer')
+    if self.replay_capacity > MAX_REPLAY_CAPACITY:
+      _fail('replay_capacity', self.replay_capacity,
+            f'at most {MAX_REPLAY_CAPACITY} (int32 row indices)')
     if self.warmup_steps < self.batch_size:
       _fail('warmup_steps', self.warmup_steps,
             f'at least --batch_size ({self.batch_size})')
@@ -138,14 +157,36 @@ class Config:
       _fail('tau', self.tau, 'in (0, 1]')
     for name in ('actor_lr', 'critic_lr', 'alpha_lr', 'distill_lr', 'init_alpha'):
       value = getattr(self, name)
-      if not value > 0.0:
-        _fail(name, value, 'a positive number')
+      if not 0.0 < value < math.inf:
+        _fail(name, value, 'a positive finite number')
     if not self.log_std_min < self.log_std_max:
       _fail('log_std_min', self.log_std_min,
             f'below --log_std_max ({self.log_std_max})')
     if (not isinstance(self.hidden_sizes, tuple) or not self.hidden_sizes
         or not all(_is_int(h) and h > 0 for h in self.hidden_sizes)):
       _fail('hidden_sizes', self.hidden_sizes, 'a non-empty tuple of positive integers')
+
+
+def from_dict(values: Mapping[str, Any]) -> Config:
+  """The ``Config`` of a ``dataclasses.asdict`` (e.g. a run's ``config.json``); fields
+  it lacks take their defaults. Raises ValueError on an unknown field."""
+  hints = typing.get_type_hints(Config)
+  unknown = sorted(set(values) - set(hints))
+  if unknown:
+    raise ValueError(f'unknown Config fields {unknown}')
+  return Config(**{name: tuple(value) if typing.get_origin(hints[name]) is tuple else value
+                   for name, value in values.items()})
+
+
+def check_resumable(run: Config, resumed: Config) -> None:
+  """Raises ValueError naming the first field outside ``RESUMABLE_FIELDS`` in which
+  ``resumed`` differs from the config ``run`` was started with."""
+  for field in dataclasses.fields(Config):
+    old, new = getattr(run, field.name), getattr(resumed, field.name)
+    if field.name not in RESUMABLE_FIELDS and old != new:
+      raise ValueError(
+          f'--{field.name}={new!r} differs from the run\'s {old!r}, and --resume cannot '
+          f'change it (only --{", --".join(RESUMABLE_FIELDS)} can)')
 
 
 def _is_int(value: Any) -> bool:

@@ -1,15 +1,28 @@
 """The command line: ``python -m piekd_mjx.launch --env=hopper --num_seeds=5``.
 
 Every field of ``Config`` is a flag (``--helpfull`` lists them); ``--variant`` picks
-one of the paper's variants. Bad input ends with a one-line error naming the flag and
-what is valid, exit code 2, and nothing written.
+one of the paper's variants; ``--resume --out_dir=DIR`` continues the run in DIR from
+its newest checkpoint.
+
+Exit codes:
+  0    the run finished.
+  2    bad input: one line ``error: ...`` on stderr naming the value and what is valid,
+       and nothing written (no run directory created, none changed).
+  3    a loss, parameter or return became non-finite; the line names the seed, member
+       and step and the last good checkpoint.
+  130  stopped by SIGINT (143: SIGTERM) at a chunk boundary, after a checkpoint; the
+       line says how to resume.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import json
 import os
+import signal
 import sys
+import tempfile
 
 from absl import flags
 
@@ -20,19 +33,35 @@ FLAGS = flags.FLAGS
 config_flags.define_flags(FLAGS)
 flags.DEFINE_bool('overwrite', False,
                   'Replace an existing run directory --out_dir (its contents are deleted).')
+flags.DEFINE_bool('resume', False,
+                  'Continue the run in --out_dir from its newest checkpoint. Flags given '
+                  'override its config.json only in fields that leave training unchanged: '
+                  + ', '.join(config_lib.RESUMABLE_FIELDS) + '.')
 flags.DEFINE_string('jax_cache_dir', os.path.expanduser('~/.cache/piekd_mjx/jax'),
                     "JAX's persistent compilation cache ('' to disable).")
 
 EXIT_USAGE = 2
+EXIT_NONFINITE = 3
+
+# Device memory the run needs besides its replay buffers (networks, environments,
+# XLA's temporaries), a generous bound for the networks of the paper.
+MEMORY_MARGIN_BYTES = 256 * 2**20
 
 
 class UsageError(Exception):
   """Bad input: reported as one line, exit code 2."""
 
 
-def _fail(message: str) -> None:
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(EXIT_USAGE)
+def _fail(message: str, code: int = EXIT_USAGE) -> None:
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+def _check_env(config: config_lib.Config) -> None:
+  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  if config.env not in envs.names():
+    raise ValueError(f'--env={config.env!r} is invalid: must be one of '
+                     f'{", ".join(envs.names())}')
 
 
 def resolve_config(flag_values: flags.FlagValues = FLAGS) -> config_lib.Config:
@@ -40,10 +69,7 @@ def resolve_config(flag_values: flags.FlagValues = FLAGS) -> config_lib.Config:
   config, explicit = config_flags.config_from_flags(flag_values)
   config = config_lib.apply_variant(config, explicit)
   config.validate()
-  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
-  if config.env not in envs.names():
-    raise ValueError(f'--env={config.env!r} is invalid: must be one of '
-                     f'{", ".join(envs.names())}')
+  _check_env(config)
   return config
 
 
@@ -55,9 +81,81 @@ def resolve_run_dir(config: config_lib.Config, overwrite: bool) -> str:
   if os.path.exists(run_dir) and not os.path.isdir(run_dir):
     raise UsageError(f'--out_dir={run_dir!r} is a file, not a directory')
   if os.path.isdir(run_dir) and os.listdir(run_dir) and not overwrite:
-    raise UsageError(f'--out_dir={run_dir!r} already holds a run; choose another '
-                     'directory or pass --overwrite to replace it')
+    raise UsageError(f'--out_dir={run_dir!r} already holds a run; pass --resume to '
+                     'continue it, --overwrite to replace it, or choose another directory')
   return run_dir
+
+
+def resolve_resume(flag_values: flags.FlagValues = FLAGS) -> config_lib.Config:
+  """The config of ``--resume``: the run's ``config.json`` with the flags given
+  explicitly, which may only change ``config_lib.RESUMABLE_FIELDS``."""
+  run_dir = flag_values.out_dir
+  if not run_dir:
+    raise UsageError('--resume needs --out_dir naming the run directory to continue')
+  if flag_values.overwrite:
+    raise UsageError('--resume and --overwrite exclude each other: --resume continues '
+                     f'--out_dir={run_dir!r}, --overwrite would delete it')
+  path = os.path.join(run_dir, 'config.json')
+  if not os.path.isfile(path):
+    raise UsageError(f'--out_dir={run_dir!r} holds no run to resume (no config.json)')
+  try:
+    with open(path, encoding='utf-8') as f:
+      saved = config_lib.from_dict(json.load(f))
+  except (OSError, ValueError, TypeError) as e:
+    raise UsageError(f'--out_dir={run_dir!r} holds an unreadable config.json ({e})') from None
+  flagged, explicit = config_flags.config_from_flags(flag_values)
+  given = {name: getattr(flagged, name) for name in explicit}
+  config = dataclasses.replace(saved, **{**given, 'out_dir': run_dir})
+  config.validate()
+  _check_env(config)
+  config_lib.check_resumable(saved, config)
+  return config
+
+
+def check_writable(run_dir: str) -> None:
+  """Raises UsageError unless files can be created in ``run_dir`` or, when it does not
+  exist yet, in its nearest existing parent (probed with a directory removed at once)."""
+  path = os.path.abspath(run_dir)
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    raise UsageError(f'--out_dir={run_dir!r} is invalid: {path} is a file, not a directory')
+  try:
+    if not os.access(path, os.W_OK | os.X_OK):
+      raise PermissionError(f'no write permission on {path}')
+    os.rmdir(tempfile.mkdtemp(prefix='.piekd-write-test-', dir=path))
+  except OSError as e:
+    raise UsageError(f'--out_dir={run_dir!r} is not writable: cannot create files in '
+                     f'{path} ({e.strerror or e})') from None
+
+
+def available_memory() -> tuple[int, str]:
+  """Bytes free on the default device (a GPU's limit less what is in use, or the host's
+  available memory on a CPU), and the name of that memory."""
+  import jax  # pylint: disable=g-import-not-at-top
+  device = jax.devices()[0]
+  try:
+    stats = device.memory_stats()
+  except Exception:  # pylint: disable=broad-except
+    stats = None  # platforms without memory statistics
+  if stats and 'bytes_limit' in stats:
+    return (int(stats['bytes_limit']) - int(stats.get('bytes_in_use', 0)),
+            f'the {device.platform} device ({device.device_kind})')
+  import psutil  # pylint: disable=g-import-not-at-top
+  return int(psutil.virtual_memory().available), 'the host (available RAM)'
+
+
+def check_memory(config: config_lib.Config, bytes_per_transition: int,
+                 available: tuple[int, str] | None = None) -> None:
+  """Raises UsageError when the replay buffers of every seed cannot fit in memory."""
+  needed = config.num_seeds * config.replay_capacity * bytes_per_transition
+  free, where = available or available_memory()
+  if needed + MEMORY_MARGIN_BYTES > free:
+    raise UsageError(
+        f'--replay_capacity={config.replay_capacity:,} × --num_seeds={config.num_seeds} '
+        f'needs {needed / 2**30:,.2f} GiB of replay buffers ({bytes_per_transition} B per '
+        f'transition, plus {MEMORY_MARGIN_BYTES / 2**30:.2f} GiB for the rest) but '
+        f'{where} has {free / 2**30:,.2f} GiB free; lower --replay_capacity or --num_seeds')
 
 
 def main(argv: list[str]) -> None:
@@ -66,23 +164,49 @@ def main(argv: list[str]) -> None:
   except flags.Error as e:
     _fail(str(e).splitlines()[0])
   try:
-    config = resolve_config(FLAGS)
-    run_dir = resolve_run_dir(config, FLAGS.overwrite)
+    if FLAGS.resume:
+      config = resolve_resume(FLAGS)
+      run_dir = config.out_dir
+    else:
+      config = resolve_config(FLAGS)
+      run_dir = resolve_run_dir(config, FLAGS.overwrite)
+      config = dataclasses.replace(config, out_dir=run_dir)
+    check_writable(run_dir)
   except (ValueError, UsageError) as e:
     _fail(str(e))
-  import jax  # pylint: disable=g-import-not-at-top
-  if FLAGS.jax_cache_dir:
-    jax.config.update('jax_compilation_cache_dir', FLAGS.jax_cache_dir)
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
-  if FLAGS.overwrite and os.path.isdir(run_dir):
-    import shutil  # pylint: disable=g-import-not-at-top
-    shutil.rmtree(run_dir)
-  from piekd_mjx import run  # pylint: disable=g-import-not-at-top
-  print(f'run directory: {run_dir}', flush=True)
   try:
-    run.run(config, run_dir)
+    import jax  # pylint: disable=g-import-not-at-top
+    if FLAGS.jax_cache_dir:
+      jax.config.update('jax_compilation_cache_dir', FLAGS.jax_cache_dir)
+      jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+    from piekd_mjx import checkpoint  # pylint: disable=g-import-not-at-top
+    from piekd_mjx import run  # pylint: disable=g-import-not-at-top
+    from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+    trainer = train.make_trainer(config)
+    try:
+      check_memory(config, trainer.replay.bytes_per_transition)
+    except UsageError as e:
+      _fail(str(e))
+    if FLAGS.overwrite and os.path.isdir(run_dir):
+      import shutil  # pylint: disable=g-import-not-at-top
+      shutil.rmtree(run_dir)
+    print(f'run directory: {run_dir}', flush=True)
+    try:
+      run.run(config, run_dir, trainer=trainer, resume=FLAGS.resume)
+    except checkpoint.ResumeError as e:
+      _fail(str(e))
+    except run.NonFiniteError as e:
+      _fail(str(e), EXIT_NONFINITE)
+    except run.Stopped as e:
+      print(f'{e}; checkpoint {e.checkpoint}; continue with: python -m piekd_mjx.launch '
+            f'--resume --out_dir={run_dir}', file=sys.stderr, flush=True)
+      sys.exit(128 + e.signum)
   except KeyboardInterrupt:
-    _fail('interrupted')
+    hint = (f'; continue from its last checkpoint with: python -m piekd_mjx.launch --resume '
+            f'--out_dir={run_dir}' if os.path.isfile(os.path.join(run_dir, 'config.json'))
+            else '')
+    print(f'interrupted{hint}', file=sys.stderr, flush=True)
+    sys.exit(128 + signal.SIGINT)
 
 
 if __name__ == '__main__':

@@ -35,6 +35,10 @@ Metrics = dict[str, jax.Array]
 # The SAC metrics averaged over a chunk, per seed and member.
 SAC_METRICS = ('sac/critic_loss', 'sac/actor_loss', 'sac/alpha_loss', 'sac/alpha',
                'sac/entropy', 'sac/q_mean')
+# The numerical health of a chunk, per seed and member: the first step whose SAC
+# metrics were not all finite (-1 if none), and whether the member state is finite at
+# the chunk's end.
+HEALTH_METRICS = ('health/nonfinite_loss_step', 'health/finite_params')
 
 
 @flax.struct.dataclass
@@ -59,10 +63,12 @@ class Trainer(NamedTuple):
       actions, no update. ``state`` is donated.
     train: (state, num_steps) -> (state, metrics): steps with the acting member's
       actions and SAC updates of every member; metrics are the chunk means of
-      ``SAC_METRICS``, each [S, K]. ``state`` is donated.
+      ``SAC_METRICS`` and the ``HEALTH_METRICS``, each [S, K]. ``state`` is donated.
     phase: (state) -> (state, metrics): one knowledge-sharing phase of every seed, or
       None when the variant has none. ``state`` is donated.
     evaluate: (state) -> returns [S, K, E] of deterministic evaluation episodes.
+    finite_params: (state) -> [S, K] bool, whether every floating-point leaf of each
+      member's state (parameters, targets, optimiser states, temperature) is finite.
   """
 
   init: Callable[[], TrainState]
@@ -70,6 +76,7 @@ class Trainer(NamedTuple):
   train: Callable[[TrainState, int], tuple[TrainState, Metrics]]
   phase: Callable[[TrainState], tuple[TrainState, Metrics]] | None
   evaluate: Callable[[TrainState], jax.Array]
+  finite_params: Callable[[TrainState], jax.Array]
   config: Config
   task: envs.MjxTask
   sac: sac_lib.Sac
@@ -84,6 +91,14 @@ def with_precision(precision: str, fn: Callable) -> Callable:
       return fn(*args, **kwargs)
 
   return traced
+
+
+def members_finite(members: sac_lib.MemberState) -> jax.Array:
+  """[S, K] bool: every floating-point leaf of each member (leaves [S, K, ...]) is
+  finite; reduces over every axis but the first two."""
+  flags = [jnp.isfinite(x).reshape(x.shape[:2] + (-1,)).all(-1)
+           for x in jax.tree.leaves(members) if jnp.issubdtype(x.dtype, jnp.floating)]
+  return jnp.stack(flags).all(0)
 
 
 def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
@@ -123,13 +138,13 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
       action = sac.act(actor_params, env_state.obs, key_act)  # [A]
     else:
       action = jax.random.uniform(key_act, (action_size,), minval=-1.0, maxval=1.0)
-    next_state = env.step(env_state, action)
+    next_state = env.step_without_restart(env_state, action)
     transition = sac_lib.Transition(
         obs=env_state.obs, action=action, reward=next_state.reward,
         next_obs=next_state.info['next_obs'], termination=next_state.done,
         truncation=next_state.info['truncation'])
     replay_state = replay.add(replay_state, jax.tree.map(lambda x: x[None], transition))
-    ended = (next_state.done > 0) | (next_state.info['truncation'] > 0)
+    ended = env.ended(next_state)
     ensemble_state = ensemble_lib.record_step(
         ensemble_state, ended, next_state.info['completed_return'], key_select)
     metrics = {name: jnp.zeros((num_members,), jnp.float32) for name in SAC_METRICS}
@@ -149,18 +164,31 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
       num_steps = jnp.asarray(num_steps, jnp.int32)
 
       def body(_, carry):
-        state, sums = carry
+        state, sums, nonfinite_step = carry
         step = jax.vmap(lambda *a: seed_step(*a, learn=learn))
         members, replay_state, env_state, ensemble_state, keys, metrics = step(
             state.members, state.replay, state.env_state, state.ensemble, state.key)
+        # Episodes end rarely: restart the ended ones only on steps where one did, so
+        # the reset's physics is not paid on every step (a vmapped lax.cond would be a
+        # select of both branches).
+        env_state = jax.lax.cond(jnp.any(jax.vmap(env.ended)(env_state)),
+                                 jax.vmap(env.restart_where), lambda s: s, env_state)
         state = state.replace(members=members, replay=replay_state, env_state=env_state,
                               ensemble=ensemble_state, key=keys, step=state.step + 1)
-        return state, {k: sums[k] + metrics[k] for k in SAC_METRICS}
+        finite = jnp.stack([jnp.isfinite(metrics[k]) for k in SAC_METRICS]).all(0)  # [S, K]
+        nonfinite_step = jnp.where((nonfinite_step < 0) & ~finite, state.step,
+                                   nonfinite_step)
+        return state, {k: sums[k] + metrics[k] for k in SAC_METRICS}, nonfinite_step
 
       zeros = {k: jnp.zeros((num_seeds, num_members), jnp.float32) for k in SAC_METRICS}
-      state, sums = jax.lax.fori_loop(0, num_steps, body, (state, zeros))
+      none = jnp.full((num_seeds, num_members), -1, jnp.int32)
+      state, sums, nonfinite_step = jax.lax.fori_loop(0, num_steps, body,
+                                                      (state, zeros, none))
       count = jnp.maximum(num_steps, 1).astype(jnp.float32)
-      return state, {k: v / count for k, v in sums.items()}
+      metrics = {k: v / count for k, v in sums.items()}
+      metrics['health/nonfinite_loss_step'] = nonfinite_step
+      metrics['health/finite_params'] = members_finite(state.members)
+      return state, metrics
 
     return jax.jit(with_precision(config.matmul_precision, chunk), donate_argnums=0)
 
@@ -188,7 +216,8 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
   return Trainer(
       init=jax.jit(init), collect=make_chunk(learn=False), train=make_chunk(learn=True),
       phase=phase, evaluate=jax.jit(with_precision(config.matmul_precision, evaluate)),
-      config=config, task=task, sac=sac, replay=replay)
+      finite_params=jax.jit(lambda state: members_finite(state.members)), config=config,
+      task=task, sac=sac, replay=replay)
 
 
 def phase_steps(config: Config) -> list[int]:

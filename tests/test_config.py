@@ -1,6 +1,8 @@
 """Tests of the configuration and the paper's variants (piekd_mjx/config.py)."""
 
 import dataclasses
+import json
+import re
 
 import pytest
 
@@ -55,6 +57,10 @@ def test_config_is_frozen():
     ({'distill_lr': -1e-3}, '--distill_lr'),
     ({'hidden_sizes': ()}, '--hidden_sizes'),
     ({'hidden_sizes': (8, 0)}, '--hidden_sizes'),
+    ({'checkpoint_every': 0}, '--checkpoint_every'),
+    ({'keep_checkpoints': -2}, '--keep_checkpoints'),
+    ({'replay_capacity': 2**31}, '--replay_capacity'),
+    ({'critic_lr': float('inf')}, '--critic_lr'),
 ])
 def test_validate_names_the_flag(changes, flag):
   config = dataclasses.replace(Config(), **changes)
@@ -109,3 +115,26 @@ def test_apply_variant_unknown_names():
     config_lib.apply_variant(Config(variant='nope'))
   with pytest.raises(ValueError, match='ensemble_sise'):
     config_lib.apply_variant(Config(), explicit={'ensemble_sise'})
+
+
+def test_from_dict_round_trips_and_fills_new_fields():
+  config = config_lib.apply_variant(Config(variant='piekd', hidden_sizes=(8, 8)))
+  values = json.loads(json.dumps(dataclasses.asdict(config)))
+  assert config_lib.from_dict(values) == config
+  del values['keep_checkpoints']  # a run from before the field existed
+  assert config_lib.from_dict(values).keep_checkpoints == Config().keep_checkpoints
+  with pytest.raises(ValueError, match='no_such_field'):
+    config_lib.from_dict({**values, 'no_such_field': 1})
+
+
+def test_check_resumable():
+  run = Config(total_steps=20_000)
+  config_lib.check_resumable(run, dataclasses.replace(
+      run, total_steps=50_000, eval_every=5000, eval_episodes=5, log_every=100,
+      checkpoint_every=5000, keep_checkpoints=1, out_dir='elsewhere'))
+  for name, value in [('seed', 1), ('hidden_sizes', (64, 64)), ('variant', 'piekd'),
+                      ('replay_capacity', 10), ('warmup_steps', 5000), ('solver', 'fast')]:
+    expected = '^' + re.escape(f'--{name}={value!r} differs from the run')
+    with pytest.raises(ValueError, match=expected):
+      config_lib.check_resumable(run, dataclasses.replace(run, **{name: value}))
+

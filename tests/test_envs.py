@@ -106,3 +106,24 @@ def test_brax_trainer_runs_our_task(task_cache):
   assert 'eval/episode_reward' in metrics
   assert np.isfinite(metrics['eval/episode_reward'])
   assert metrics['eval/episode_reward'] > 0.0
+
+
+def test_batched_restart_equals_per_env_step(task_cache):
+  """The trainer's batched path (step_without_restart, then restart_where under one
+  cond) gives exactly what each environment's own step gives."""
+  env = wrappers.TrainingWrapper(task_cache('inverted_pendulum'), episode_length=3)
+  states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(2), 2))
+  # Env 0 is two steps from its time limit, env 1 is at the start of an episode.
+  states.info['steps'] = jnp.array([2, 0], jnp.int32)
+  actions = jnp.zeros((2, 1))
+
+  @jax.jit
+  def batched(states, actions):
+    stepped = jax.vmap(env.step_without_restart)(states, actions)
+    return jax.vmap(env.restart_where)(stepped)
+
+  expected = jax.jit(jax.vmap(env.step))(states, actions)
+  got = batched(states, actions)
+  np.testing.assert_array_equal(got.info['truncation'], [1.0, 0.0])
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+    np.testing.assert_array_equal(a, b)

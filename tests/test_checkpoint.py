@@ -1,0 +1,367 @@
+"""Checkpoints, exact resume, determinism and numerical health (piekd_mjx/checkpoint.py,
+run.py, launch.py).
+
+One small PIEKD setting (SETTING: two seeds of three members, phases, evaluations and
+checkpoints every 500 steps) is shared by these tests. The in-process runs share one
+trainer, so its programs are traced once; the subprocesses (the CLI, stopped by
+SIGKILL, SIGTERM and SIGINT) find them compiled in JAX's persistent cache.
+"""
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from piekd_mjx import checkpoint as checkpoint_lib
+from piekd_mjx import config as config_lib
+from piekd_mjx import run as run_lib
+from piekd_mjx import train as train_lib
+
+SETTING = dict(env='inverted_pendulum', variant='piekd', num_seeds=2, hidden_sizes=(8, 8),
+               total_steps=3000, eval_every=500, warmup_steps=200, batch_size=32,
+               log_every=250, eval_episodes=2, replay_capacity=5000, checkpoint_every=500,
+               keep_checkpoints=2, distill_data='sample', distill_sample_batches=2,
+               distill_batch_size=32, distill_interval=1000, first_distill_step=1000)
+NUM_RECORDS = 6  # evaluations at 500, 1000, ..., 3000
+
+
+def make_config(**overrides) -> config_lib.Config:
+  values = {**SETTING, **overrides}
+  config = config_lib.apply_variant(config_lib.Config(**values), frozenset(values))
+  config.validate()
+  return config
+
+
+def launch_command(run_dir, *extra, **overrides) -> list[str]:
+  """The CLI command of SETTING (with ``overrides``) into ``run_dir``."""
+  flags = [f'--{k}={",".join(map(str, v)) if isinstance(v, tuple) else v}'
+           for k, v in {**SETTING, **overrides}.items()]
+  return [sys.executable, '-m', 'piekd_mjx.launch', *flags, f'--out_dir={run_dir}',
+          f'--jax_cache_dir={jax.config.jax_compilation_cache_dir}', *extra]
+
+
+def records(run_dir) -> list[dict]:
+  with open(os.path.join(run_dir, 'metrics.jsonl'), encoding='utf-8') as f:
+    return [json.loads(line) for line in f]
+
+
+def comparable(run_dir) -> list[dict]:
+  """The records of ``run_dir`` without the wall-clock fields."""
+  return [{k: v for k, v in r.items() if k not in run_lib.WALL_CLOCK_FIELDS}
+          for r in records(run_dir)]
+
+
+def resume_in_process(run_dir, trainer, **overrides) -> str:
+  """Resumes ``run_dir`` like ``--resume`` does; returns the warnings printed."""
+  err = io.StringIO()
+  run_lib.run(make_config(out_dir=str(run_dir), **overrides), str(run_dir),
+              out=io.StringIO(), trainer=trainer, resume=True, err=err)
+  return err.getvalue()
+
+
+def wait_for_records(run_dir, count, process, timeout=600.0) -> None:
+  """Waits until ``run_dir`` holds at least ``count`` records (the process running)."""
+  path = os.path.join(run_dir, 'metrics.jsonl')
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    assert process.poll() is None, f'the run ended early with {process.returncode}'
+    if os.path.exists(path):
+      with open(path, encoding='utf-8') as f:
+        if sum(line.endswith('\n') for line in f) >= count:
+          return
+    time.sleep(0.02)
+  process.kill()
+  raise TimeoutError(f'{run_dir} did not reach {count} records')
+
+
+@pytest.fixture(scope='module')
+def trainer(task_cache):
+  return train_lib.make_trainer(make_config(), task_cache('inverted_pendulum'))
+
+
+@pytest.fixture(scope='module')
+def reference(trainer, tmp_path_factory):
+  """The run directory of an uninterrupted run of SETTING."""
+  run_dir = tmp_path_factory.mktemp('reference') / 'run'
+  run_lib.run(make_config(out_dir=str(run_dir)), str(run_dir), out=io.StringIO(),
+              trainer=trainer)
+  assert len(records(run_dir)) == NUM_RECORDS
+  return run_dir
+
+
+# -- pieces -------------------------------------------------------------------------------
+
+
+def test_checkpoint_steps():
+  assert checkpoint_lib.checkpoint_steps(make_config()) == [500, 1000, 1500, 2000, 2500,
+                                                             3000]
+  config = make_config(total_steps=2500, eval_every=700, checkpoint_every=1000)
+  # Evaluations at 700, 1400, 2100, 2500: the first at or after 1000 and 2000, and the last.
+  assert checkpoint_lib.checkpoint_steps(config) == [1400, 2100, 2500]
+  assert checkpoint_lib.checkpoint_steps(make_config(checkpoint_every=10**6)) == [3000]
+
+
+def test_arrays_json_round_trip_is_exact():
+  arrays = {'a': np.array([[1 / 3, np.nan], [np.inf, -0.0]], np.float32),
+            'b': np.array([3, -1], np.int32), 'c': np.float32(1e-30)}
+  restored = checkpoint_lib.arrays_from_json(
+      json.loads(json.dumps(checkpoint_lib.arrays_to_json(arrays))))
+  for name, value in arrays.items():
+    assert restored[name].dtype == np.asarray(value).dtype
+    np.testing.assert_array_equal(restored[name], value)
+  progress = run_lib.Progress(step=750, trained_steps=250, sums={'sac/alpha': arrays['a']},
+                              phase_metrics={'distill/teacher': arrays['b']}, phase_step=500,
+                              last_eval_step=500, wall_time=1.5)
+  again = run_lib.Progress.from_json(json.loads(json.dumps(progress.to_json())))
+  np.testing.assert_array_equal(again.sums['sac/alpha'], arrays['a'])
+  assert (again.step, again.phase_step, again.last_eval_step) == (750, 500, 500)
+
+
+def test_members_finite_names_seed_and_member():
+  members = {'w': jnp.ones((2, 3, 4, 5)), 'log_alpha': jnp.zeros((2, 3)),
+             'count': jnp.zeros((2, 3), jnp.int32)}
+  np.testing.assert_array_equal(train_lib.members_finite(members), np.ones((2, 3), bool))
+  members['w'] = members['w'].at[1, 2, 3, 4].set(jnp.nan)
+  members['log_alpha'] = members['log_alpha'].at[0, 1].set(jnp.inf)
+  expected = np.ones((2, 3), bool)
+  expected[1, 2] = expected[0, 1] = False
+  np.testing.assert_array_equal(train_lib.members_finite(members), expected)
+
+
+def initial_state(trainer):
+  """The state ``run.run`` starts from (committed to the device, as in a run, so
+  that these tests and the runs share compiled programs)."""
+  return jax.device_put(trainer.init(), jax.devices()[0])
+
+
+def test_chunking_does_not_change_the_state(trainer):
+  """Exact resume relies on it: 2 × 40 steps and 1 × 80 steps give identical states."""
+  state = trainer.collect(initial_state(trainer), 200)[0]
+  copy = jax.tree.map(jnp.copy, state)
+  two = trainer.train(trainer.train(state, 40)[0], 40)[0]
+  one = trainer.train(copy, 80)[0]
+  assert int(two.step) == int(one.step) == 280
+  for a, b in zip(jax.tree.leaves(two), jax.tree.leaves(one)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_save_and_restore_are_exact_and_keep_the_newest(trainer, tmp_path):
+  checkpointer = checkpoint_lib.Checkpointer(str(tmp_path), 2, jax.eval_shape(trainer.init))
+  assert checkpointer.restore(print) is None
+  state = trainer.collect(initial_state(trainer), 200)[0]
+  assert any(x.size == 0 for x in jax.tree.leaves(state))  # saved as nothing, rebuilt
+  for n in (10, 20, 30):
+    state = trainer.train(state, n)[0]
+    expected = jax.tree.map(np.asarray, state)
+    checkpointer.save(state, {'step': int(state.step), 'note': [n, float('nan')]})
+  assert checkpointer.steps() == [230, 260]
+  restored, host = checkpointer.restore(print)
+  assert host['step'] == 260 and host['note'][0] == 30 and np.isnan(host['note'][1])
+  assert jax.tree.structure(restored) == jax.tree.structure(expected)
+  for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(expected)):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a, b)
+  checkpointer.close()
+
+
+# -- determinism and resume in process ------------------------------------------------------
+
+
+def test_same_seed_same_metrics_different_seeds_differ(reference, trainer, tmp_path):
+  run_lib.run(make_config(out_dir=str(tmp_path)), str(tmp_path), out=io.StringIO(),
+              trainer=trainer)
+  assert comparable(tmp_path) == comparable(reference)
+  # The wall-clock fields are there, and they are all that was left out.
+  assert set(records(reference)[0]) - set(comparable(reference)[0]) == set(
+      run_lib.WALL_CLOCK_FIELDS)
+  # The run's two seeds differ, and so does the run of another --seed.
+  losses = np.asarray(comparable(reference)[-1]['sac/critic_loss'])  # [S, K]
+  assert not np.array_equal(losses[0], losses[1])
+  other = train_lib.make_trainer(make_config(seed=1), trainer.task).init()
+  assert not all(np.array_equal(a, b) for a, b in zip(
+      jax.tree.leaves(trainer.init().members), jax.tree.leaves(other.members)))
+
+
+def test_a_finished_run_extended_by_resume_is_exact(reference, trainer, tmp_path):
+  run_lib.run(make_config(total_steps=1500, out_dir=str(tmp_path)), str(tmp_path),
+              out=io.StringIO(), trainer=trainer)
+  assert len(records(tmp_path)) == 3
+  assert resume_in_process(tmp_path, trainer) == ''
+  assert comparable(tmp_path) == comparable(reference)
+
+
+def _truncate_state_files(step_dir):
+  for dirpath, _, filenames in os.walk(os.path.join(step_dir, 'state')):
+    for name in filenames:
+      path = os.path.join(dirpath, name)
+      os.truncate(path, os.path.getsize(path) // 2)
+
+
+def _garble_host(step_dir):
+  with open(os.path.join(step_dir, 'host', 'metadata'), 'w', encoding='utf-8') as f:
+    f.write('{"step": 30')
+
+
+def _remove_state(step_dir):
+  shutil.rmtree(os.path.join(step_dir, 'state'))
+
+
+@pytest.mark.parametrize('corrupt', [_truncate_state_files, _garble_host, _remove_state])
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous(corrupt, reference, trainer,
+                                                              tmp_path):
+  run_dir = tmp_path / 'run'
+  shutil.copytree(reference, run_dir)
+  checkpoints = run_dir / checkpoint_lib.CHECKPOINTS
+  assert sorted(os.listdir(checkpoints)) == ['2500', '3000']
+  corrupt(str(checkpoints / '3000'))
+  warnings = resume_in_process(run_dir, trainer).splitlines()
+  assert len(warnings) == 1
+  assert warnings[0].startswith(f'warning: checkpoint {checkpoints / "3000"} (step 3000) '
+                                'does not restore (')
+  assert warnings[0].endswith('); falling back to the previous one')
+  assert comparable(run_dir) == comparable(reference)
+  assert os.path.isdir(run_dir / checkpoint_lib.CORRUPT / '3000')
+  assert sorted(os.listdir(checkpoints)) == ['2500', '3000']  # 3000 written again
+  before = (run_dir / 'metrics.jsonl.before-resume-1').read_text()
+  assert before == (reference / 'metrics.jsonl').read_text()
+
+
+def test_partial_latest_checkpoint_is_removed(reference, trainer, tmp_path):
+  """A save killed before it finished leaves orbax's temporary directory."""
+  run_dir = tmp_path / 'run'
+  shutil.copytree(reference, run_dir)
+  checkpoints = run_dir / checkpoint_lib.CHECKPOINTS
+  partial = checkpoints / '3000.orbax-checkpoint-tmp'
+  os.rename(checkpoints / '3000', partial)
+  warnings = resume_in_process(run_dir, trainer).splitlines()
+  assert warnings == [f'warning: checkpoint {partial} is partial (its save never finished) '
+                      'and was removed']
+  assert comparable(run_dir) == comparable(reference)
+  assert sorted(os.listdir(checkpoints)) == ['2500', '3000']
+
+
+def test_no_checkpoint_restores(reference, trainer, tmp_path):
+  run_dir = tmp_path / 'run'
+  shutil.copytree(reference, run_dir)
+  for step in ('2500', '3000'):
+    _remove_state(str(run_dir / checkpoint_lib.CHECKPOINTS / step))
+  metrics = (run_dir / 'metrics.jsonl').read_text()
+  listing = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob('*'))
+  with pytest.raises(checkpoint_lib.ResumeError, match='no checkpoint in .* restores'):
+    resume_in_process(run_dir, trainer)
+  assert (run_dir / 'metrics.jsonl').read_text() == metrics
+  assert sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob('*')) == listing
+  # The CLI says so in one line, exit code 2, after one warning per checkpoint.
+  result = subprocess.run(launch_command(run_dir, '--resume'), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, check=False)
+  lines = result.stderr.splitlines()
+  assert result.returncode == 2, result.stderr
+  assert 'Traceback' not in result.stderr
+  assert lines[-1].startswith('error: no checkpoint in ')
+  assert sum(line.startswith('warning: checkpoint') for line in lines) == 2
+  assert (run_dir / 'metrics.jsonl').read_text() == metrics
+  assert sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob('*')) == listing
+
+
+def test_nonfinite_loss_stops_the_run_naming_seed_member_and_step(trainer, tmp_path):
+  """A NaN in the critics of seed 1, member 2 at step 1250: the first update after it
+  stops the run; nothing past the last good checkpoint is saved or recorded."""
+
+  def train(state, num_steps):
+    if int(state.step) == 1250:
+      critic = state.members.critic_params
+      leaf = jax.tree.leaves(critic)[0]
+      critic = jax.tree.map(lambda x: x.at[1, 2].set(jnp.nan) if x is leaf else x, critic)
+      state = state.replace(members=state.members.replace(critic_params=critic))
+    return trainer.train(state, num_steps)
+
+  with pytest.raises(run_lib.NonFiniteError) as error:
+    run_lib.run(make_config(out_dir=str(tmp_path)), str(tmp_path), out=io.StringIO(),
+                trainer=trainer._replace(train=train))
+  checkpoints = tmp_path / checkpoint_lib.CHECKPOINTS
+  assert str(error.value) == (f'non-finite losses at step 1251 in seed 1, member 2; the '
+                              f'last good checkpoint is {checkpoints / "1000"}')
+  assert sorted(os.listdir(checkpoints)) == ['1000', '500']
+  assert [r['step'] for r in records(tmp_path)] == [500, 1000]
+
+
+def test_exploding_learning_rates_exit_with_code_3(tmp_path):
+  run_dir = tmp_path / 'run'
+  result = subprocess.run(
+      launch_command(run_dir, actor_lr=1e30, critic_lr=1e30, total_steps=400,
+                     eval_every=400),
+      cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 3, result.stderr
+  assert 'Traceback' not in result.stderr
+  match = re.fullmatch(r'error: non-finite (losses|parameters) at step (\d+) in seed [01], '
+                       r'member [012]; the last good checkpoint is none \(no checkpoint yet\)',
+                       result.stderr.splitlines()[-1])
+  assert match, result.stderr
+  assert 200 < int(match.group(2)) <= 450
+  assert not os.listdir(run_dir / checkpoint_lib.CHECKPOINTS)
+  assert not (run_dir / 'metrics.jsonl').read_text()
+
+
+# -- the command line, stopped and resumed -------------------------------------------------
+
+
+def test_sigkill_in_the_middle_then_resume_is_exact(reference, trainer, tmp_path):
+  run_dir = tmp_path / 'run'
+  with open(tmp_path / 'log.txt', 'w', encoding='utf-8') as log:
+    process = subprocess.Popen(launch_command(run_dir), cwd=tmp_path, stdout=log,
+                               stderr=subprocess.STDOUT)
+    try:
+      wait_for_records(run_dir, 2, process)
+    finally:
+      process.kill()
+      process.wait(timeout=60)
+  assert process.returncode == -signal.SIGKILL
+  assert 2 <= len(records(run_dir)) < NUM_RECORDS
+  resume_in_process(run_dir, trainer)
+  assert comparable(run_dir) == comparable(reference)
+
+
+def _stopped(process, signum, run_dir) -> int:
+  """Checks how ``process`` ended after ``signum``; returns the step it stopped at."""
+  _, stderr = process.communicate(timeout=600)
+  name = signal.Signals(signum).name
+  assert process.returncode == 128 + signum, stderr
+  assert 'Traceback' not in stderr
+  line = stderr.splitlines()[-1]
+  assert line.startswith(f'stopped by {name} at step '), stderr
+  step = int(line.split(' at step ')[1].split(';')[0].replace(',', ''))
+  checkpoint = os.path.join(run_dir, checkpoint_lib.CHECKPOINTS, str(step))
+  assert line.endswith(f'; checkpoint {checkpoint}; continue with: python -m '
+                       f'piekd_mjx.launch --resume --out_dir={run_dir}')
+  assert os.path.isdir(checkpoint) and step % SETTING['log_every'] == 0
+  assert all(r['step'] <= step for r in records(run_dir))
+  return step
+
+
+def test_sigterm_and_sigint_stop_with_a_checkpoint_and_resume_exactly(reference, trainer,
+                                                                      tmp_path):
+  run_dir = tmp_path / 'run'
+  process = subprocess.Popen(launch_command(run_dir), cwd=tmp_path, text=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  wait_for_records(run_dir, 1, process)
+  process.send_signal(signal.SIGTERM)
+  first = _stopped(process, signal.SIGTERM, run_dir)
+  # Resumed by the CLI, then stopped again.
+  process = subprocess.Popen(launch_command(run_dir, '--resume'), cwd=tmp_path, text=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  wait_for_records(run_dir, first // SETTING['eval_every'] + 1, process)
+  process.send_signal(signal.SIGINT)
+  second = _stopped(process, signal.SIGINT, run_dir)
+  assert first < second < SETTING['total_steps']
+  resume_in_process(run_dir, trainer)
+  assert comparable(run_dir) == comparable(reference)

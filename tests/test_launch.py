@@ -1,0 +1,175 @@
+"""Bad input to the command line (piekd_mjx/launch.py): one line ``error: ...`` on
+stderr naming the value and what is valid, exit code 2, no traceback, and nothing
+written. Each case runs the CLI as a subprocess; all of them stop before any JAX
+compilation."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from piekd_mjx import config as config_lib
+
+# Settings that would start a run at once if the input were good.
+TINY = ['--hidden_sizes=8,8', '--total_steps=400', '--warmup_steps=200', '--batch_size=32',
+        '--replay_capacity=1000', '--eval_episodes=1', '--jax_cache_dir=']
+
+
+def launch(args, cwd):
+  return subprocess.run([sys.executable, '-m', 'piekd_mjx.launch', *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=300, check=False)
+
+
+def snapshot(root) -> dict[str, bytes]:
+  """Every file under ``root`` with its contents, and every directory."""
+  files = {}
+  for dirpath, dirnames, filenames in os.walk(root):
+    for name in dirnames:
+      files[os.path.relpath(os.path.join(dirpath, name), root) + '/'] = b''
+    for name in filenames:
+      path = os.path.join(dirpath, name)
+      with open(path, 'rb') as f:
+        files[os.path.relpath(path, root)] = f.read()
+  return files
+
+
+def assert_usage_error(result, *fragments):
+  lines = result.stderr.splitlines()
+  assert result.returncode == 2, (result.returncode, result.stderr)
+  assert len(lines) == 1, result.stderr
+  assert lines[0].startswith('error: '), lines
+  assert 'Traceback' not in result.stderr + result.stdout
+  for fragment in fragments:
+    assert fragment in lines[0], (fragment, lines[0])
+
+
+@pytest.mark.parametrize('args, fragments', [
+    (['--env=nope'], ["--env='nope' is invalid", 'inverted_pendulum']),
+    (['--variant=ppo'], ["--variant='ppo' is invalid", 'piekd']),
+    (['--num_seeds=0'], ['--num_seeds=0 is invalid: must be a positive integer']),
+    (['--seed=-1'], ['--seed=-1 is invalid: must be a non-negative integer']),
+    (['--total_steps=-5'], ['--total_steps=-5 is invalid']),
+    (['--ensemble_size=0'], ['--ensemble_size=0 is invalid']),
+    (['--eval_every=0'], ['--eval_every=0 is invalid']),
+    (['--log_every=0'], ['--log_every=0 is invalid']),
+    (['--checkpoint_every=0'], ['--checkpoint_every=0 is invalid']),
+    (['--keep_checkpoints=0'], ['--keep_checkpoints=0 is invalid']),
+    (['--replay_capacity=0'], ['--replay_capacity=0 is invalid']),
+    (['--replay_capacity=3000000000'], ['--replay_capacity=3000000000 is invalid']),
+    (['--batch_size=512'], ['--warmup_steps=200 is invalid: must be at least --batch_size '
+                            '(512)']),
+    (['--warmup_steps=500'], ['--warmup_steps=500 is invalid: must be at most '
+                              '--total_steps (400)']),
+    (['--actor_lr=inf'], ['--actor_lr=inf is invalid: must be a positive finite number']),
+    (['--hidden_sizes=8,x'], ['--hidden_sizes=8,x is invalid']),
+    (['--num_seeds=two'], ['num_seeds', 'two']),
+    (['--no_such_flag=1'], ['no_such_flag']),
+])
+def test_bad_value(args, fragments, tmp_path):
+  result = launch([*TINY, *args], tmp_path)
+  assert_usage_error(result, *fragments)
+  assert not os.listdir(tmp_path)  # not even runs/
+
+
+def test_existing_run_directory_needs_resume_or_overwrite(tmp_path):
+  run_dir = tmp_path / 'run'
+  run_dir.mkdir()
+  (run_dir / 'config.json').write_text('{}')
+  before = snapshot(tmp_path)
+  result = launch([*TINY, f'--out_dir={run_dir}'], tmp_path)
+  assert_usage_error(result, f'--out_dir={str(run_dir)!r} already holds a run', '--resume',
+                     '--overwrite')
+  assert snapshot(tmp_path) == before
+
+
+def test_out_dir_under_a_file(tmp_path):
+  (tmp_path / 'file').write_text('')
+  before = snapshot(tmp_path)
+  result = launch([*TINY, f'--out_dir={tmp_path}/file/run'], tmp_path)
+  assert_usage_error(result, '--out_dir=', 'is a file, not a directory')
+  assert snapshot(tmp_path) == before
+
+
+def test_unwritable_directory(tmp_path):
+  parent = tmp_path / 'read_only'
+  parent.mkdir()
+  parent.chmod(0o555)
+  try:
+    if os.access(parent, os.W_OK):  # root: permissions do not stop it; /proc does
+      parent = '/proc'
+    out_dir = os.path.join(parent, 'a', 'run')
+    result = launch([*TINY, f'--out_dir={out_dir}'], tmp_path)
+    assert_usage_error(result, f'--out_dir={out_dir!r} is not writable',
+                       f'cannot create files in {parent}')
+    assert not os.path.exists(os.path.join(parent, 'a'))
+  finally:
+    (tmp_path / 'read_only').chmod(0o755)
+
+
+def test_replay_that_does_not_fit_in_memory(tmp_path):
+  out_dir = tmp_path / 'run'
+  result = launch([*TINY, '--replay_capacity=2000000000', '--num_seeds=1000',
+                   f'--out_dir={out_dir}'], tmp_path)
+  assert_usage_error(result, '--replay_capacity=2,000,000,000 × --num_seeds=1000 needs',
+                     'GiB of replay buffers', 'GiB free')
+  assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize('args, fragments', [
+    (['--resume'], ['--resume needs --out_dir']),
+    (['--resume', '--overwrite', '--out_dir=run'], ['--resume and --overwrite exclude']),
+    (['--resume', '--out_dir=run'], ["--out_dir='run' holds no run to resume"]),
+])
+def test_resume_without_a_run(args, fragments, tmp_path):
+  result = launch([*TINY, *args], tmp_path)
+  assert_usage_error(result, *fragments)
+  assert not os.listdir(tmp_path)
+
+
+def _write_run(run_dir, **changes):
+  """A run directory holding only the config.json of the TINY settings."""
+  config = config_lib.apply_variant(config_lib.Config(
+      hidden_sizes=(8, 8), total_steps=400, warmup_steps=200, batch_size=32,
+      replay_capacity=1000, eval_episodes=1, out_dir=str(run_dir), **changes))
+  run_dir.mkdir()
+  (run_dir / 'config.json').write_text(json.dumps(dataclasses.asdict(config), indent=2))
+
+
+@pytest.mark.parametrize('args, fragments', [
+    (['--hidden_sizes=16,16'], ["--hidden_sizes=(16, 16) differs from the run's (8, 8)",
+                                '--total_steps']),
+    (['--seed=3'], ["--seed=3 differs from the run's 0"]),
+    (['--variant=piekd'], ["--variant='piekd' differs from the run's 'vanilla_sac'"]),
+    (['--actor_lr=0.001'], ["--actor_lr=0.001 differs from the run's 0.0003"]),
+    (['--total_steps=0'], ['--total_steps=0 is invalid']),
+])
+def test_resume_that_would_change_training(args, fragments, tmp_path):
+  run_dir = tmp_path / 'run'
+  _write_run(run_dir)
+  before = snapshot(tmp_path)
+  result = launch(['--resume', f'--out_dir={run_dir}', *args], tmp_path)
+  assert_usage_error(result, *fragments)
+  assert snapshot(tmp_path) == before
+
+
+def test_resume_with_an_unreadable_config(tmp_path):
+  run_dir = tmp_path / 'run'
+  run_dir.mkdir()
+  (run_dir / 'config.json').write_text('{"hidden_sizes": [8, 8], "no_such_field": 1}')
+  before = snapshot(tmp_path)
+  result = launch(['--resume', f'--out_dir={run_dir}'], tmp_path)
+  assert_usage_error(result, 'holds an unreadable config.json', 'no_such_field')
+  assert snapshot(tmp_path) == before
+
+
+def test_check_memory_counts_every_seed():
+  from piekd_mjx import launch as launch_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.Config(replay_capacity=1000, num_seeds=4)
+  available = (launch_lib.MEMORY_MARGIN_BYTES + 400_000, 'the test device')
+  launch_lib.check_memory(config, 100, available)
+  with pytest.raises(launch_lib.UsageError, match='--num_seeds=5 needs .* but the test device'):
+    launch_lib.check_memory(dataclasses.replace(config, num_seeds=5), 100, available)
+
