@@ -25,7 +25,7 @@ CASES = {
     'hopper': (base.FAITHFUL, None, 1e-4, 1e-4),
     'walker2d': (base.FAITHFUL, None, 2e-3, 1e-4),
     'halfcheetah': (base.FAITHFUL, None, 2e-3, 1e-4),
-    'ant': (base.SolverOptions(cone='elliptic'), 'elliptic', 2e-3, 1e-4),
+    'ant': (base.SolverOptions(cone='elliptic'), 'elliptic', 5e-2, 1e-4),
     'humanoid': (base.FAITHFUL, None, 2e-3, 5e-4),
 }
 NUM_STEPS = 48
