@@ -25,14 +25,10 @@ and render a JSON file written earlier as Markdown (for docs/BENCHMARKS.md) with
 
 from __future__ import annotations
 
-import datetime
-import importlib.metadata
 import json
 import os
-import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -43,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import machine  # benchmarks/machine.py, beside this script
 from piekd_mjx import envs
 
 FLAGS = flags.FLAGS
@@ -259,52 +256,6 @@ def run(tasks: Sequence[str], batch_sizes: Sequence[int]) -> list[dict[str, Any]
 # -- machine and rendering ------------------------------------------------------------
 
 
-def _cpu_model() -> str:
-  """The CPU's model name from /proc/cpuinfo, or '' where there is none."""
-  try:
-    with open('/proc/cpuinfo', encoding='utf-8') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return ''
-
-
-def _git_revision() -> str:
-  """The repository's HEAD commit, with '+dirty' when the tree has changes."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  try:
-    head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, check=True,
-                          capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(['git', 'status', '--porcelain'], cwd=root, check=True,
-                           capture_output=True, text=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return ''
-  return head + ('+dirty' if dirty else '')
-
-
-def machine_info() -> dict[str, Any]:
-  """The machine, software versions and date of a run."""
-  versions = {}
-  for package in _PACKAGES:
-    try:
-      versions[package] = importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-      versions[package] = None
-  return {
-      'processor': platform.processor(),
-      'cpu_model': _cpu_model(),
-      'cpu_count': os.cpu_count(),
-      'platform': platform.platform(),
-      'python': platform.python_version(),
-      'jax_devices': [str(d) for d in jax.devices()],
-      'versions': versions,
-      'git_revision': _git_revision(),
-      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-  }
-
-
 def _fmt_rate(entry: dict[str, Any] | None) -> str:
   return '-' if entry is None else f'{entry["steps_per_s"]:,.0f}'
 
@@ -362,12 +313,12 @@ def render_text(results: dict[str, Any]) -> str:
 
 def render_markdown(results: dict[str, Any]) -> str:
   """The results as Markdown (machine, command and two tables) for docs/BENCHMARKS.md."""
-  machine, settings = results['machine'], results['flags']
-  versions = ', '.join(f'{k} {v}' for k, v in machine['versions'].items() if v)
+  info, settings = results['machine'], results['flags']
+  versions = ', '.join(f'{k} {v}' for k, v in info['versions'].items() if v)
   rate_rows, first_rows = _tables(results)
   return '\n'.join([
-      f'Measured {machine["date"]} on {machine["cpu_model"] or machine["processor"]} '
-      f'({machine["cpu_count"]} CPUs, {", ".join(machine["jax_devices"])}); {versions}.',
+      f'Measured {info["date"]} on {info["cpu_model"] or info["processor"]} '
+      f'({info["cpu_count"]} CPUs, {", ".join(info["jax_devices"])}); {versions}.',
       '',
       f'Command: `{results["command"]}`',
       '',
@@ -402,7 +353,7 @@ def main(argv: Sequence[str]) -> None:
       jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
     else:
       jax.config.update('jax_enable_compilation_cache', False)
-    machine = machine_info()
+    machine_info = machine.machine_info(_PACKAGES)
     load_before = os.getloadavg()
     rows = run(FLAGS.tasks, batch_sizes)
     results = {
@@ -415,7 +366,7 @@ def main(argv: Sequence[str]) -> None:
                   'repeats': FLAGS.repeats, 'seed': FLAGS.seed, 'fast': FLAGS.fast,
                   'gymnasium': FLAGS.gymnasium, 'brax': FLAGS.brax,
                   'compilation_cache_dir': FLAGS.compilation_cache_dir},
-        'machine': {**machine, 'loadavg_before': list(load_before),
+        'machine': {**machine_info, 'loadavg_before': list(load_before),
                     'loadavg_after': list(os.getloadavg())},
         'rows': rows,
     }

@@ -57,16 +57,12 @@ The baselines need ``pip install '.[bench]'`` (Stable-Baselines3 and torch).
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import functools
-import importlib.metadata
 import json
 import os
-import platform
 import re
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -77,6 +73,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import machine  # benchmarks/machine.py, beside this script
 from piekd_mjx import envs
 from piekd_mjx import sac as sac_lib
 from piekd_mjx import train as train_lib
@@ -626,52 +623,6 @@ IMPL_LABELS = {'brax': "brax SAC (MJX, our task)", 'sb3': 'SB3 SAC (Gymnasium, t
 # -- machine and rendering (as in benchmarks/envs.py) ---------------------------------
 
 
-def _cpu_model() -> str:
-  """The CPU's model name from /proc/cpuinfo, or '' where there is none."""
-  try:
-    with open('/proc/cpuinfo', encoding='utf-8') as f:
-      for line in f:
-        if line.startswith('model name'):
-          return line.split(':', 1)[1].strip()
-  except OSError:
-    pass
-  return ''
-
-
-def _git_revision() -> str:
-  """The repository's HEAD commit, with '+dirty' when the tree has changes."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  try:
-    head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=root, check=True,
-                          capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(['git', 'status', '--porcelain'], cwd=root, check=True,
-                           capture_output=True, text=True).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return ''
-  return head + ('+dirty' if dirty else '')
-
-
-def machine_info() -> dict[str, Any]:
-  """The machine, software versions and date of a run."""
-  versions = {}
-  for package in _PACKAGES:
-    try:
-      versions[package] = importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-      versions[package] = None
-  return {
-      'processor': platform.processor(),
-      'cpu_model': _cpu_model(),
-      'cpu_count': os.cpu_count(),
-      'platform': platform.platform(),
-      'python': platform.python_version(),
-      'jax_devices': [str(d) for d in jax.devices()],
-      'versions': versions,
-      'git_revision': _git_revision(),
-      'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-  }
-
-
 def _f(value: float | None, digits: int = 0) -> str:
   return '-' if value is None else f'{value:,.{digits}f}'
 
@@ -810,13 +761,13 @@ def render_text(results: dict[str, Any]) -> str:
 
 def render_markdown(results: dict[str, Any]) -> str:
   """The results as Markdown (machine, command and tables) for docs/BENCHMARKS.md."""
-  machine = results['machine']
-  versions = ', '.join(f'{k} {v}' for k, v in machine['versions'].items() if v)
+  info = results['machine']
+  versions = ', '.join(f'{k} {v}' for k, v in info['versions'].items() if v)
   lines = [
-      f'Measured {machine["date"]} on {machine["cpu_model"] or machine["processor"]} '
-      f'({machine["cpu_count"]} CPUs, {", ".join(machine["jax_devices"])}); {versions}; '
-      f'load average {machine["loadavg_before"][0]:.2f} before, '
-      f'{machine["loadavg_after"][0]:.2f} after.',
+      f'Measured {info["date"]} on {info["cpu_model"] or info["processor"]} '
+      f'({info["cpu_count"]} CPUs, {", ".join(info["jax_devices"])}); {versions}; '
+      f'load average {info["loadavg_before"][0]:.2f} before, '
+      f'{info["loadavg_after"][0]:.2f} after.',
       '',
       f'Command: `{results["command"]}`',
       '',
@@ -894,7 +845,7 @@ def run() -> dict[str, Any]:
           'torch_threads': torch_threads,
           'compilation_cache_dir': FLAGS.compilation_cache_dir,
       },
-      'machine': {**machine_info(), 'loadavg_before': list(os.getloadavg())},
+      'machine': {**machine.machine_info(_PACKAGES), 'loadavg_before': list(os.getloadavg())},
       'config': dataclasses.asdict(make_config(tasks[0], 1, 1)),
   }
   measurements = Measurements()

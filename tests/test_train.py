@@ -1,12 +1,9 @@
 """The training program: no retracing, the phase schedule, every variant end to end,
 and learning on the small task."""
 
-import dataclasses
 import io
 import json
-import os
 
-import jax
 import numpy as np
 import pytest
 
