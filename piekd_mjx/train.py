@@ -22,6 +22,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
+from piekd_mjx import distill
 from piekd_mjx import ensemble as ensemble_lib
 from piekd_mjx import evaluate as evaluate_lib
 from piekd_mjx import replay as replay_lib
@@ -194,8 +195,6 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
 
   phase = None
   if config.share != 'none':
-    from piekd_mjx import distill  # pylint: disable=g-import-not-at-top
-
     seed_phase = distill.make_phase(config, sac, replay)
 
     def phase_fn(state: TrainState) -> tuple[TrainState, Metrics]:

@@ -82,3 +82,15 @@ def test_sac_solves_inverted_pendulum(tmp_path, task_cache):
   records = run_lib.run(config, str(tmp_path), out=io.StringIO(), trainer=trainer)
   returns = np.asarray(records[-1]['eval/returns'])  # [S, K]
   assert returns.mean() >= 950.0, returns
+
+
+@pytest.mark.slow
+def test_piekd_solves_inverted_pendulum(tmp_path, task_cache):
+  """PIEKD (K = 3, phases every 5,000 steps from step 5,000) still solves the task."""
+  config = small_config(variant='piekd', num_seeds=2, total_steps=15_000, eval_every=15_000,
+                        distill_interval=5000, first_distill_step=5000)
+  trainer = train_lib.make_trainer(config, task_cache('inverted_pendulum'))
+  records = run_lib.run(config, str(tmp_path), out=io.StringIO(), trainer=trainer)
+  assert records[-1]['distill/num_phases'] == 3
+  best = np.asarray(records[-1]['eval/return_best'])  # [S]
+  assert best.mean() >= 950.0, records[-1]['eval/returns']
