@@ -150,9 +150,11 @@ class MjxTask(brax_base.Env):
   def reset_to(self, qpos: jax.Array, qvel: jax.Array) -> State:
     """Starts an episode from a given physical state (Gymnasium's ``set_state``)."""
     data = mjx.make_data(self.mjx_model)
-    data = data.replace(qpos=jnp.asarray(qpos, jnp.float32),
-                        qvel=jnp.asarray(qvel, jnp.float32))
-    data = mjx.forward(self.mjx_model, data)
+    qpos = jnp.asarray(qpos, jnp.float32)
+    data = data.replace(qpos=qpos, qvel=jnp.asarray(qvel, jnp.float32))
+    # mjx.forward writes normalised free-joint quaternions back into qpos; mj_forward
+    # does not, so Gymnasium's first observation holds qpos as set. Keep it.
+    data = mjx.forward(self.mjx_model, data).replace(qpos=qpos)
     zero = jnp.zeros((), jnp.float32)
     metrics = {name: zero for name in self.metric_names}
     return State(pipeline_state=data, obs=self._observation(data), reward=zero,

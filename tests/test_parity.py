@@ -80,3 +80,18 @@ def test_reset_noise_matches_gymnasium(name, task_cache):
     # Per-coordinate spread within 10% of Gymnasium's (2000 samples each).
     np.testing.assert_allclose(ours.std(0), theirs.std(0), rtol=0.1)
     np.testing.assert_allclose(ours.mean(0), 0.0, atol=0.1 * scale)
+
+
+@pytest.mark.parametrize('name', sorted(CASES))
+def test_reset_observation_matches_gymnasium(name, task_cache):
+  """The first observation from a Gymnasium reset state (unnormalised quaternions
+  included) matches Gymnasium's."""
+  import gymnasium as gym  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+
+  env = gym.make(envs.GYMNASIUM_IDS[name]).unwrapped
+  obs, _ = env.reset(seed=11)
+  task = task_cache(name)
+  ours = jax.jit(task.reset_to)(env.data.qpos.astype(np.float32),
+                                env.data.qvel.astype(np.float32)).obs
+  np.testing.assert_allclose(ours, obs, atol=1e-5, rtol=1e-5)
