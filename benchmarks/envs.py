@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import machine  # benchmarks/machine.py, beside this script
+import rollout  # benchmarks/rollout.py, beside this script
 from piekd_mjx import envs
 
 FLAGS = flags.FLAGS
@@ -101,27 +102,6 @@ def _rate(steps: int, times: Sequence[float]) -> dict[str, Any]:
           'median_s': median, 'times_s': list(times)}
 
 
-def _make_rollout(env, low: jax.Array, high: jax.Array, steps: int):
-  """(state, key) -> (state, key) after ``steps`` steps with uniform random actions."""
-
-  def rollout(state, key):
-    first = state
-
-    def body(carry, _):
-      state, key = carry
-      key, key_action = jax.random.split(key)
-      action = jax.random.uniform(key_action, low.shape, minval=low, maxval=high)
-      state = env.step(state, action)
-      done = state.done > 0
-      state = jax.tree.map(lambda a, b: jnp.where(done, a, b), first, state)
-      return (state, key), None
-
-    (state, key), _ = jax.lax.scan(body, (state, key), None, length=steps)
-    return state, key
-
-  return rollout
-
-
 def _time_rollout(fn, state, key, env_steps: int) -> dict[str, Any]:
   """First-call time and steady rate of a jitted rollout carrying (state, key)."""
   first_s, (state, key) = _first_call(fn, state, key)
@@ -169,13 +149,13 @@ def measure_jax_env(env, low: jax.Array, high: jax.Array,
             'python_step': _time_python_loop(step, reset, state, low, high, key_loop)}
 
   steps = FLAGS.steps_per_call
-  rollout = _make_rollout(env, low, high, steps)
-  result['scan'] = _time_rollout(jax.jit(rollout), state, key_rollout, steps)
+  random_rollout = rollout.make_rollout(env, low, high, steps)
+  result['scan'] = _time_rollout(jax.jit(random_rollout), state, key_rollout, steps)
   result['batched'] = {}
   for b in batch_sizes:
     vreset_first_s, states = _first_call(jax.jit(jax.vmap(env.reset)),
                                          jax.random.split(key_reset, b))
-    timing = _time_rollout(jax.jit(jax.vmap(rollout)), states,
+    timing = _time_rollout(jax.jit(jax.vmap(random_rollout)), states,
                            jax.random.split(key_rollout, b), b * steps)
     result['batched'][str(b)] = {'reset_first_call_s': vreset_first_s, **timing}
   return result

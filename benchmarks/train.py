@@ -74,6 +74,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import machine  # benchmarks/machine.py, beside this script
+import rollout  # benchmarks/rollout.py, beside this script
 from piekd_mjx import envs
 from piekd_mjx import sac as sac_lib
 from piekd_mjx import train as train_lib
@@ -299,25 +300,10 @@ def measure_update(task: envs.MjxTask, config: Config) -> dict[str, Any]:
 def measure_task_step(task: envs.MjxTask) -> dict[str, Any]:
   """Rate of a jitted lax.scan of bare task steps with uniform random actions."""
   low, high, n = task.action_low, task.action_high, FLAGS.train_steps
-
-  def rollout(state, key):
-    first = state
-
-    def body(carry, _):
-      state, key = carry
-      key, key_action = jax.random.split(key)
-      action = jax.random.uniform(key_action, low.shape, minval=low, maxval=high)
-      state = task.step(state, action)
-      done = state.done > 0
-      state = jax.tree.map(lambda a, b: jnp.where(done, a, b), first, state)
-      return (state, key), None
-
-    (state, key), _ = jax.lax.scan(body, (state, key), None, length=n)
-    return state, key
-
   key_reset, key = jax.random.split(jax.random.PRNGKey(FLAGS.seed))
   state = jax.jit(task.reset)(key_reset)
-  return _time_carry(jax.jit(rollout), (state, key), n, lambda carry, out: out)
+  steps = rollout.make_rollout(task, low, high, n)
+  return _time_carry(jax.jit(steps), (state, key), n, lambda carry, out: out)
 
 
 def measure_wrapped_task_step(task: envs.MjxTask) -> dict[str, Any]:
