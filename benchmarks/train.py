@@ -14,14 +14,15 @@ update at every step); "seed-steps/s" is S times that, the work of all S seeds.
 2. Replay capacity: S = 1, K = 1 on ``--capacity_task`` at every
    ``--replay_capacities``, to show that the step time does not grow with C.
 3. Parts timed alone, for S = 1 and every K in ``--parts_ensemble_sizes``: a jitted
-   ``lax.scan`` of n bare SAC updates of K members (``jax.vmap(sac.update)`` over the
-   stacked ``MemberState``, a fixed random minibatch per member), and a jitted
+   ``lax.scan`` of n bare SAC updates of K members (``sac.update`` over the stacked
+   ``MemberState`` as the trainer runs it, vmapped over K > 1, a fixed random
+   minibatch per member), and a jitted
    ``lax.scan`` of n bare task steps (``envs.make(task)``, uniform random actions in
    the control range; a terminated episode goes back to the state the call started
    from, as in benchmarks/envs.py). ratio = (whole training step) / (K bare updates
    + one bare task step); the target is at most ``--ratio_target``. Beside it, outside
-   the ratio, the task step as the trainer runs it (``TrainingWrapper`` under
-   ``jax.vmap`` over S = 1, ended episodes restarted under one ``lax.cond``).
+   the ratio, the task step as the trainer runs it (``TrainingWrapper`` for S = 1, ended
+   episodes restarted under one ``lax.cond``).
 4. Seeds in one program: seed-steps/s of S > 1 seeds vmapped in one program against
    S = 1 (S runs one after another do S = 1's seed-steps/s).
 5. PIEKD (``--piekd``, on ``--piekd_task``): the train chunk of the ``piekd`` variant
@@ -94,6 +95,9 @@ flags.DEFINE_integer('replay_capacity', 1_000_000,
                      'Replay capacity per seed of every measurement but section 2 '
                      '(and of the baselines).')
 flags.DEFINE_string('solver', 'faithful', "The tasks' physics solver: 'faithful' or 'fast'.")
+flags.DEFINE_integer('env_batch', 0,
+                     "Config.env_batch: seeds whose environment steps are vmapped together "
+                     '(0: 1 on a CPU, all seeds on an accelerator).')
 flags.DEFINE_integer('warmup_steps', 1000,
                      'trainer.collect steps before timing (at least --batch_size).')
 flags.DEFINE_integer('train_steps', 200, 'Environment steps per timed trainer.train call.')
@@ -186,7 +190,7 @@ def make_config(task: str, num_seeds: int, ensemble_size: int, variant: str = ''
       replay_capacity=capacity, batch_size=FLAGS.batch_size,
       warmup_steps=FLAGS.warmup_steps,
       hidden_sizes=tuple(int(h) for h in FLAGS.hidden_sizes), solver=FLAGS.solver,
-      ensemble_size=ensemble_size)
+      ensemble_size=ensemble_size, env_batch=FLAGS.env_batch)
   config = apply_variant(config, explicit={'ensemble_size'})
   config.validate()
   return config
@@ -283,7 +287,7 @@ def measure_update(task: envs.MjxTask, config: Config) -> dict[str, Any]:
     def body(carry, _):
       members, key, sums = carry
       key, key_update = jax.random.split(key)
-      members, metrics = jax.vmap(sac.update)(
+      members, metrics = train_lib.vmap_or_squeeze(sac.update, num_members)(
           members, batch, jax.random.split(key_update, num_members))
       # Summed as the trainer sums them, so that no metric is dead code in either.
       return (members, key, {k: sums[k] + metrics[k] for k in train_lib.SAC_METRICS}), None
@@ -308,10 +312,11 @@ def measure_task_step(task: envs.MjxTask) -> dict[str, Any]:
 
 def measure_wrapped_task_step(task: envs.MjxTask) -> dict[str, Any]:
   """Rate of the task step as the trainer runs it: ``TrainingWrapper`` (time limit,
-  automatic reset) under ``jax.vmap`` over S = 1 seed, uniform random actions in
-  [-1, 1] (as ``trainer.collect``). As in ``piekd_mjx.train``, the step itself does not
-  restart; one ``lax.cond`` outside the vmap restarts the ended episodes only on the
-  steps where one ended, so a reset's physics is paid only then.
+  automatic reset) for S = 1 seed (the seed axis squeezed, as the trainer does with
+  ``vmap_or_squeeze``), uniform random actions in [-1, 1] (as ``trainer.collect``). As
+  in ``piekd_mjx.train``, the step itself does not restart; one ``lax.cond`` restarts
+  the ended episodes only on the steps where one ended, so a reset's physics is paid
+  only then.
   """
   env = TrainingWrapper(task, EPISODE_LENGTH)
   n = FLAGS.train_steps
@@ -322,9 +327,10 @@ def measure_wrapped_task_step(task: envs.MjxTask) -> dict[str, Any]:
       key, key_action = jax.random.split(key)
       action = jax.random.uniform(key_action, (1, task.action_size), minval=-1.0,
                                   maxval=1.0)
-      state = jax.vmap(env.step_without_restart)(state, action)
+      state = train_lib.vmap_or_squeeze(env.step_without_restart, 1)(state, action)
       state = jax.lax.cond(jnp.any(jax.vmap(env.ended)(state)),
-                           jax.vmap(env.restart_where), lambda s: s, state)
+                           train_lib.vmap_or_squeeze(env.restart_where, 1), lambda s: s,
+                           state)
       return (state, key), None
 
     (state, key), _ = jax.lax.scan(body, (state, key), None, length=n)
@@ -343,7 +349,7 @@ def measure_parts(measurements: Measurements, tasks: Sequence[str],
     _log(f'{name}: bare task step ...')
     task_step = measure_task_step(task)
     _log(f'  {task_step["step_ms"]:.3f} ms/step')
-    _log(f'{name}: task step as trained (TrainingWrapper, vmap over S=1) ...')
+    _log(f'{name}: task step as trained (TrainingWrapper, S=1) ...')
     wrapped = measure_wrapped_task_step(task)
     _log(f'  {wrapped["step_ms"]:.3f} ms/step')
     for k in ensemble_sizes:
@@ -657,11 +663,11 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
                    _f(r.get('wrapped_task_step_ms'), 3)])
     tables.append((
         '3. Parts timed alone (S=1): a jitted lax.scan of bare SAC updates of the K '
-        'members (jax.vmap(sac.update), fixed minibatch) and of bare task steps '
+        'members (sac.update as the trainer runs it, fixed minibatch) and of bare task steps '
         '(envs.make(task), random actions); ratio = whole training step / (K updates + '
         'one task step). The last column, outside the ratio, is the task step as the '
-        'trainer runs it: TrainingWrapper (time limit, automatic reset) under vmap over '
-        'S=1, ended episodes restarted under one lax.cond only on steps where one ended.',
+        'trainer runs it: TrainingWrapper (time limit, automatic reset) for S=1, ended '
+        'episodes restarted under one lax.cond only on steps where one ended.',
         rows))
 
   seeds = results.get('seeds') or []
@@ -825,6 +831,7 @@ def run() -> dict[str, Any]:
           'tasks': tasks, 'num_seeds': num_seeds, 'ensemble_sizes': ensemble_sizes,
           'hidden_sizes': hidden_sizes, 'batch_size': FLAGS.batch_size,
           'replay_capacity': FLAGS.replay_capacity, 'solver': FLAGS.solver,
+          'env_batch': FLAGS.env_batch,
           'warmup_steps': FLAGS.warmup_steps, 'train_steps': FLAGS.train_steps,
           'repeats': FLAGS.repeats, 'seed': FLAGS.seed, 'capacity': FLAGS.capacity,
           'capacity_task': capacity_task, 'replay_capacities': capacities,
