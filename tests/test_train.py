@@ -150,13 +150,13 @@ def test_sac_solves_inverted_pendulum(tmp_path, task_cache):
 
 @pytest.mark.slow
 def test_piekd_solves_inverted_pendulum(tmp_path, task_cache):
-  """PIEKD (K = 3, phases every 5,000 steps from step 5,000) still solves the task: the
-  best member of each seed, averaged over the seeds, reaches 950 at one of the
-  evaluations every 2,500 steps."""
-  config = small_config(variant='piekd', num_seeds=2, total_steps=15_000, eval_every=2500,
+  """PIEKD (K = 3, phases every 5,000 steps from step 5,000) still solves the task in
+  the SAC test's budget: the best member of each seed, averaged over the seeds,
+  reaches 950 at one of the evaluations every 2,500 steps."""
+  config = small_config(variant='piekd', num_seeds=2, total_steps=25_000, eval_every=2500,
                         distill_interval=5000, first_distill_step=5000)
   trainer = train_lib.make_trainer(config, task_cache('inverted_pendulum'))
   records = run_lib.run(config, str(tmp_path), out=io.StringIO(), trainer=trainer)
-  assert records[-1]['distill/num_phases'] == 3
+  assert records[-1]['distill/num_phases'] == 5
   best = [np.mean(r['eval/return_best']) for r in records]  # mean over seeds
   assert max(best) >= 950.0, best
