@@ -327,10 +327,9 @@ def measure_wrapped_task_step(task: envs.MjxTask) -> dict[str, Any]:
       key, key_action = jax.random.split(key)
       action = jax.random.uniform(key_action, (1, task.action_size), minval=-1.0,
                                   maxval=1.0)
-      state = train_lib.vmap_or_squeeze(env.step_without_restart, 1)(state, action)
-      state = jax.lax.cond(jnp.any(jax.vmap(env.ended)(state)),
-                           train_lib.vmap_or_squeeze(env.restart_where, 1), lambda s: s,
-                           state)
+      squeeze = functools.partial(train_lib.vmap_or_squeeze, size=1)
+      state = squeeze(env.step_without_restart)(state, action)
+      state = env.restart_ended(state, over=squeeze)
       return (state, key), None
 
     (state, key), _ = jax.lax.scan(body, (state, key), None, length=n)
@@ -663,8 +662,8 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
                    _f(r.get('wrapped_task_step_ms'), 3)])
     tables.append((
         '3. Parts timed alone (S=1): a jitted lax.scan of bare SAC updates of the K '
-        'members (sac.update as the trainer runs it, fixed minibatch) and of bare task steps '
-        '(envs.make(task), random actions); ratio = whole training step / (K updates + '
+        'members (sac.update as the trainer runs it, fixed minibatch) and of bare task '
+        'steps (envs.make(task), random actions); ratio = whole training step / (K updates + '
         'one task step). The last column, outside the ratio, is the task step as the '
         'trainer runs it: TrainingWrapper (time limit, automatic reset) for S=1, ended '
         'episodes restarted under one lax.cond only on steps where one ended.',

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 from brax.envs import base as brax_base
@@ -59,8 +61,7 @@ class TrainingWrapper(brax_base.Wrapper):
     """One step with its bookkeeping, leaving a finished episode's final state in place.
 
     Batched callers (the trainer vmaps over seeds, where a ``lax.cond`` would become a
-    select that pays for a reset on every step) follow it with ``restart_where`` under
-    one ``lax.cond`` on whether any episode ended.
+    select that pays for a reset on every step) follow it with ``restart_ended``.
     """
     inner = self.env.step(state.replace(info={}), self.scale_action(action))
     steps = state.info['steps'] + 1
@@ -87,6 +88,14 @@ class TrainingWrapper(brax_base.Wrapper):
     fresh = self.env.reset(key_reset)
     return state.replace(pipeline_state=fresh.pipeline_state, obs=fresh.obs,
                          info={**state.info, 'rng': key_next})
+
+  def restart_ended(self, states: State, over: Callable = jax.vmap) -> State:
+    """``restart_where`` of a batch of states [N, ...] under one ``lax.cond`` on
+    whether any episode ended, so a reset's physics is paid only on the steps where
+    one did. ``over`` maps a one-state function over the batch axis (``jax.vmap`` or
+    the trainer's squeezing / seed-by-seed mappers)."""
+    return jax.lax.cond(jnp.any(jax.vmap(self.ended)(states)), over(self.restart_where),
+                        lambda s: s, states)
 
   def restart_where(self, state: State) -> State:
     """``restart`` of the states whose episode ended (selected, for batched states)."""

@@ -4,13 +4,14 @@ One environment step of one seed (paper Algorithm 1, lines 9-13): the acting mem
 (uniform random actions during warm-up) acts, the task steps and resets itself at the
 end of an episode, the transition goes into the seed's shared replay buffer, the
 episode statistics are updated, and every member does its SAC update on its own
-minibatch. ``jax.vmap`` runs that step for all seeds [S]; the members' updates are a
-``jax.vmap`` over [K] inside it (an axis of length 1 is squeezed instead of vmapped,
-``vmap_or_squeeze``, which on a CPU saves most of the step's overhead for S = 1). A
-chunk of steps is one ``lax.fori_loop`` whose trip count is a traced argument, so
-chunks of any length reuse one compiled program and the host touches the state only
-between chunks. The replay buffer's insert and samples stay vmapped over [S] even for
-S = 1 (see ``make_trainer``).
+minibatch. The members' updates are a ``jax.vmap`` over [K] inside one over the seeds
+[S]; the environment steps run in groups of ``env_batch`` seeds (``map_seeds``: all
+seeds vmapped on an accelerator, one seed after another on a CPU), and an axis of
+length 1 is squeezed instead of vmapped (``vmap_or_squeeze``). A chunk of steps is
+one ``lax.fori_loop`` whose trip count is a traced argument, so chunks of any length
+reuse one compiled program and the host touches the state only between chunks. The
+replay buffer's insert and samples stay vmapped over [S] even for S = 1 (see
+``make_trainer``).
 
 Periodic work (distillation phases, evaluation) is scheduled by the step count, which
 every seed shares, so it runs between chunks (``Trainer.phase``, ``Trainer.evaluate``)
@@ -240,11 +241,9 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
         members, step_metrics = update(members, batches, sgd_keys[:, u])
         metrics = {name: metrics[name] + step_metrics[name] / config.updates_per_step
                    for name in SAC_METRICS}
-    # Episodes end rarely: restart the ended ones only on steps where one did, so the
-    # reset's physics is not paid on every step (a vmapped lax.cond would be a select
-    # of both branches).
-    env_state = jax.lax.cond(jnp.any(jax.vmap(env.ended)(env_state)),
-                             per_env_group(env.restart_where), lambda s: s, env_state)
+    # Episodes end rarely: restart the ended ones only on steps where one did (a
+    # vmapped lax.cond would be a select of both branches).
+    env_state = env.restart_ended(env_state, over=per_env_group)
     state = state.replace(members=members, replay=replay_state, env_state=env_state,
                           ensemble=ensemble_state, key=keys, step=state.step + 1)
     return state, metrics

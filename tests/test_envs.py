@@ -109,8 +109,8 @@ def test_brax_trainer_runs_our_task(task_cache):
 
 
 def test_batched_restart_equals_per_env_step(task_cache):
-  """The trainer's batched path (step_without_restart, then restart_where under one
-  cond) gives exactly what each environment's own step gives."""
+  """The trainer's batched path (step_without_restart, then restart_ended) gives
+  exactly what each environment's own step gives."""
   env = wrappers.TrainingWrapper(task_cache('inverted_pendulum'), episode_length=3)
   states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(2), 2))
   # Env 0 is two steps from its time limit, env 1 is at the start of an episode.
@@ -120,7 +120,7 @@ def test_batched_restart_equals_per_env_step(task_cache):
   @jax.jit
   def batched(states, actions):
     stepped = jax.vmap(env.step_without_restart)(states, actions)
-    return jax.vmap(env.restart_where)(stepped)
+    return env.restart_ended(stepped)
 
   expected = jax.jit(jax.vmap(env.step))(states, actions)
   got = batched(states, actions)
