@@ -45,7 +45,7 @@ def test_config_is_frozen():
     ({'distill_sample_batches': 0}, '--distill_sample_batches'),
     ({'num_seeds': 1.5}, '--num_seeds'),
     ({'warmup_steps': 100}, '--warmup_steps'),  # below batch_size 256
-    ({'warmup_steps': 30_000}, '--warmup_steps'),  # above total_steps 20000
+    ({'warmup_steps': 40_000}, '--warmup_steps'),  # above total_steps 30000
     ({'share': 'copy'}, '--share'),
     ({'teacher': 'worst'}, '--teacher'),
     ({'variant': 'ppo'}, '--variant'),
