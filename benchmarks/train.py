@@ -23,8 +23,8 @@ update at every step); "seed-steps/s" is S times that, the work of all S seeds.
    + one bare task step); the target is at most ``--ratio_target``. Beside it, outside
    the ratio, the task step as the trainer runs it (``TrainingWrapper`` for S = 1, ended
    episodes restarted under one ``lax.cond``).
-4. Seeds in one program: seed-steps/s of S > 1 seeds vmapped in one program against
-   S = 1 (S runs one after another do S = 1's seed-steps/s).
+4. Seeds in one program: seed-steps/s of S > 1 seeds in one program (in batches of
+   ``--seed_batch``) against S = 1 (S runs one after another do S = 1's seed-steps/s).
 5. PIEKD (``--piekd``, on ``--piekd_task``): the train chunk of the ``piekd`` variant
    (K = 3) against ``vanilla_sac`` (K = 1) and against K = 3 without sharing (the same
    per-step program: a phase runs between chunks, never inside one); and the time of
@@ -95,9 +95,9 @@ flags.DEFINE_integer('replay_capacity', 1_000_000,
                      'Replay capacity per seed of every measurement but section 2 '
                      '(and of the baselines).')
 flags.DEFINE_string('solver', 'faithful', "The tasks' physics solver: 'faithful' or 'fast'.")
-flags.DEFINE_integer('env_batch', 0,
-                     "Config.env_batch: seeds whose environment steps are vmapped together "
-                     '(0: 1 on a CPU, all seeds on an accelerator).')
+flags.DEFINE_integer('seed_batch', 0,
+                     'Config.seed_batch: seeds advanced as one vmapped batch, the batches '
+                     'one after another (0: 1 on a CPU, all seeds on an accelerator).')
 flags.DEFINE_integer('warmup_steps', 1000,
                      'trainer.collect steps before timing (at least --batch_size).')
 flags.DEFINE_integer('train_steps', 200, 'Environment steps per timed trainer.train call.')
@@ -190,7 +190,7 @@ def make_config(task: str, num_seeds: int, ensemble_size: int, variant: str = ''
       replay_capacity=capacity, batch_size=FLAGS.batch_size,
       warmup_steps=FLAGS.warmup_steps,
       hidden_sizes=tuple(int(h) for h in FLAGS.hidden_sizes), solver=FLAGS.solver,
-      ensemble_size=ensemble_size, env_batch=FLAGS.env_batch)
+      ensemble_size=ensemble_size, seed_batch=FLAGS.seed_batch)
   config = apply_variant(config, explicit={'ensemble_size'})
   config.validate()
   return config
@@ -830,7 +830,7 @@ def run() -> dict[str, Any]:
           'tasks': tasks, 'num_seeds': num_seeds, 'ensemble_sizes': ensemble_sizes,
           'hidden_sizes': hidden_sizes, 'batch_size': FLAGS.batch_size,
           'replay_capacity': FLAGS.replay_capacity, 'solver': FLAGS.solver,
-          'env_batch': FLAGS.env_batch,
+          'seed_batch': FLAGS.seed_batch,
           'warmup_steps': FLAGS.warmup_steps, 'train_steps': FLAGS.train_steps,
           'repeats': FLAGS.repeats, 'seed': FLAGS.seed, 'capacity': FLAGS.capacity,
           'capacity_task': capacity_task, 'replay_capacities': capacities,

@@ -85,10 +85,10 @@ class Config:
   updates_per_step: int = _field(1, 'SAC updates of every member per environment step.')
   episode_length: int = _field(1000, 'Time limit of an episode (truncation, not termination).')
   solver: str = _field('faithful', "The task's physics solver: 'faithful' or 'fast'.")
-  env_batch: int = _field(
-      0, 'Seeds whose environment steps run as one vmapped batch, the batches one after '
-      'another (lax.map); 0: 1 on a CPU (where a vmapped MJX step costs more than the '
-      'steps one by one), all seeds on an accelerator.')
+  seed_batch: int = _field(
+      0, 'Seeds advanced as one vmapped batch, the batches one after another through '
+      'each chunk; must divide num_seeds. 0: 1 on a CPU (where the seeds one by one are '
+      'faster), all seeds on an accelerator.')
   matmul_precision: str = _field(
       'float32', "jax_default_matmul_precision: 'float32', 'tensorfloat32' or 'bfloat16'.")
 
@@ -127,10 +127,13 @@ class Config:
       value = getattr(self, name)
       if not _is_int(value) or value <= 0:
         _fail(name, value, 'a positive integer')
-    for name in ('seed', 'warmup_steps', 'first_distill_step', 'env_batch'):
+    for name in ('seed', 'warmup_steps', 'first_distill_step', 'seed_batch'):
       value = getattr(self, name)
       if not _is_int(value) or value < 0:
         _fail(name, value, 'a non-negative integer')
+    if self.num_seeds % max(self.seed_batch, 1):
+      _fail('seed_batch', self.seed_batch,
+            f'0 or a divisor of --num_seeds ({self.num_seeds})')
     if self.replay_capacity > MAX_REPLAY_CAPACITY:
       _fail('replay_capacity', self.replay_capacity,
             f'at most {MAX_REPLAY_CAPACITY} (int32 row indices)')

@@ -6,7 +6,9 @@ reads contiguous slices of it (spec §3).
 
 Three pure functions over a ``ReplayState``, shaped like optax's
 GradientTransformation: ``init() -> state``, ``add(state, transitions) -> state``,
-``sample(state, key, batch_size) -> Transition``, plus ``get(state, indices)``.
+``sample(state, key, batch_size) -> Transition``, plus ``get(state, indices)``; and
+``add_at`` / ``sample_at``, the same over chosen seeds of a stack of buffers [S], which
+the trainer uses so that a batch of seeds reads and writes its buffers in place.
 
 Layout: every field of a transition is flattened into ONE float32 row of width W, so
 the buffer is a single array ``data [C, W]`` and an insert of n rows is a single
@@ -100,6 +102,12 @@ class Replay(NamedTuple):
       among the ``size`` stored rows (rows of zeros if the buffer is empty).
     get: (state, indices [...] int) -> transitions [..., ...] at those rows (indices
       are clipped to [0, C); rows past ``size`` hold zeros).
+    add_at: (states [S], seeds [b] int, transitions [b, ...]) -> states: ``add`` of
+      one transition to each buffer ``seeds[i]`` of a stack of S buffers, as one
+      in-place scatter into ``data [S, C, W]`` (the seeds distinct).
+    sample_at: (states [S], seeds [b], keys [b, J], batch_size) -> transitions
+      [b, J, B, ...]: ``sample(states[seeds[i]], keys[i, j], batch_size)`` for every
+      i, j, as one gather from the stack.
     capacity: C.
     layout: the static row layout.
     bytes_per_transition: bytes of one stored row, 4 * W.
@@ -109,6 +117,8 @@ class Replay(NamedTuple):
   add: Callable[[ReplayState, Any], ReplayState]
   sample: Callable[[ReplayState, jax.Array, int], Any]
   get: Callable[[ReplayState, jax.Array], Any]
+  add_at: Callable[[ReplayState, jax.Array, Any], ReplayState]
+  sample_at: Callable[[ReplayState, jax.Array, jax.Array, int], Any]
   capacity: int
   layout: Layout
   bytes_per_transition: int
@@ -155,6 +165,27 @@ def make_replay(capacity: int, example: Any) -> Replay:
         size=jnp.minimum(state.size + n, capacity).astype(jnp.int32),
     )
 
+  def add_at(states: ReplayState, seeds: jax.Array, transitions: Any) -> ReplayState:
+    rows = layout.flatten(transitions, seeds.shape)  # [b, W]
+    positions = states.position[seeds]  # [b]
+    data = states.data.at[seeds, positions].set(rows, mode='promise_in_bounds',
+                                                unique_indices=True)
+    return ReplayState(
+        data=data,
+        position=states.position.at[seeds].set((positions + 1) % capacity),
+        size=states.size.at[seeds].set(
+            jnp.minimum(states.size[seeds] + 1, capacity).astype(jnp.int32)))
+
+  def sample_at(states: ReplayState, seeds: jax.Array, keys: jax.Array,
+                batch_size: int) -> Any:
+    def indices(key, size):  # as ``sample`` draws them
+      return jax.random.randint(key, (batch_size,), 0, jnp.maximum(size, 1),
+                                dtype=jnp.int32)
+
+    rows_at = jax.vmap(jax.vmap(indices, in_axes=(0, None)))(keys, states.size[seeds])
+    rows = states.data.at[seeds[:, None, None], rows_at].get(mode='clip')  # [b, J, B, W]
+    return layout.unflatten(rows)
+
   def get(state: ReplayState, indices: jax.Array) -> Any:
     rows = jnp.take(state.data, indices, axis=0, mode='clip')  # [..., W]
     return layout.unflatten(rows)
@@ -165,5 +196,5 @@ def make_replay(capacity: int, example: Any) -> Replay:
     return get(state, indices)
 
   return Replay(
-      init=init, add=add, sample=sample, get=get, capacity=capacity, layout=layout,
-      bytes_per_transition=4 * layout.width)
+      init=init, add=add, sample=sample, get=get, add_at=add_at, sample_at=sample_at,
+      capacity=capacity, layout=layout, bytes_per_transition=4 * layout.width)

@@ -4,14 +4,17 @@ One environment step of one seed (paper Algorithm 1, lines 9-13): the acting mem
 (uniform random actions during warm-up) acts, the task steps and resets itself at the
 end of an episode, the transition goes into the seed's shared replay buffer, the
 episode statistics are updated, and every member does its SAC update on its own
-minibatch. The members' updates are a ``jax.vmap`` over [K] inside one over the seeds
-[S]; the environment steps run in groups of ``env_batch`` seeds (``map_seeds``: all
-seeds vmapped on an accelerator, one seed after another on a CPU), and an axis of
-length 1 is squeezed instead of vmapped (``vmap_or_squeeze``). A chunk of steps is
-one ``lax.fori_loop`` whose trip count is a traced argument, so chunks of any length
-reuse one compiled program and the host touches the state only between chunks. The
-replay buffer's insert and samples stay vmapped over [S] even for S = 1 (see
-``make_trainer``).
+minibatch. A step is vmapped over a batch of ``seed_batch`` seeds and the members'
+updates over [K] inside it; an axis of length 1 is squeezed instead of vmapped
+(``vmap_or_squeeze``). A chunk of steps is one ``lax.fori_loop`` whose trip count is a
+traced argument, so chunks of any length reuse one compiled program and the host
+touches the state only between chunks. With several batches of seeds (the CPU's
+default is one seed per batch), the batches run one after another, each through the
+whole chunk: on an accelerator all seeds in one batch is fastest; on a CPU the batch's
+working set (parameters, optimiser states and activations of b x K members) must stay
+in cache (5 seeds x 3 members vmapped ran 6% slower than the seeds one by one). A batch
+takes its slice of the per-seed state once per chunk, except the replay buffers, which
+its inserts and samples index in place (``Replay.add_at``, ``Replay.sample_at``).
 
 Periodic work (distillation phases, evaluation) is scheduled by the step count, which
 every seed shares, so it runs between chunks (``Trainer.phase``, ``Trainer.evaluate``)
@@ -118,29 +121,25 @@ def vmap_or_squeeze(fn: Callable, size: int) -> Callable:
   return squeezed
 
 
-def map_seeds(fn: Callable, size: int, batch: int) -> Callable:
-  """``fn`` over the leading axis (of length ``size``) of every argument, vmapped in
-  groups of ``batch`` that run one after another (``lax.map``); one group is a plain
-  ``vmap_or_squeeze``. The same computation either way: on an accelerator one batch of
-  all seeds is fastest; on a CPU stepping MJX one seed at a time is (measured with
-  benchmarks/train.py on halfcheetah, S = 5, K = 1: 175.4 seed-steps/s with the seeds'
-  environment steps one by one, 168.2 with them vmapped).
-  """
-  if batch >= size:
-    return vmap_or_squeeze(fn, size)
-
-  def mapped(*args):
-    return jax.lax.map(lambda a: fn(*a), args, batch_size=batch if batch > 1 else None)
-
-  return mapped
-
-
-def env_batch(config: Config) -> int:
-  """The number of seeds whose environment steps are vmapped together (``env_batch``;
-  0 picks 1 on a CPU and every seed elsewhere)."""
-  if config.env_batch:
-    return min(config.env_batch, config.num_seeds)
+def seed_batch(config: Config) -> int:
+  """The number of seeds advanced as one vmapped batch (``seed_batch``; 0 picks 1 on a
+  CPU and every seed elsewhere)."""
+  if config.seed_batch:
+    return config.seed_batch
   return 1 if jax.default_backend() == 'cpu' else config.num_seeds
+
+
+# The fields of a TrainState that a batch of seeds takes its slice of (leaves [S, ...]);
+# the replay buffers, by far the largest, are indexed in place instead.
+BATCH_FIELDS = ('members', 'env_state', 'ensemble', 'key')
+
+
+def batch_part(state: TrainState, fn: Callable, *others: TrainState) -> TrainState:
+  """``state`` with ``fn`` applied to every leaf of its ``BATCH_FIELDS`` (together with
+  the same leaves of ``others``); the other fields are kept."""
+  return state.replace(**{
+      name: jax.tree.map(fn, getattr(state, name), *(getattr(o, name) for o in others))
+      for name in BATCH_FIELDS})
 
 
 def members_finite(members: sac_lib.MemberState) -> jax.Array:
@@ -182,8 +181,8 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
 
   per_seed = functools.partial(vmap_or_squeeze, size=num_seeds)
   per_member = functools.partial(vmap_or_squeeze, size=num_members)
-  # The environment's part of a step (and its restarts), in groups of env_batch seeds.
-  per_env_group = functools.partial(map_seeds, size=num_seeds, batch=env_batch(config))
+  batch = seed_batch(config)
+  num_batches = num_seeds // batch
 
   def seed_act(members, env_state, ensemble_state, key, learn: bool):
     """One environment step of one seed: the acting member (or, warming up, uniform
@@ -215,58 +214,82 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
       sgd_keys.append(jax.random.split(key_sgd, num_members))
     return jnp.stack(sample_keys), jnp.stack(sgd_keys)
 
-  # Each member's minibatch from its seed's buffer: leaves [S, K, B, ...]. The buffer
-  # ops stay vmapped over seeds even for S = 1: unbatched, XLA (CPU) fuses the insert's
-  # dynamic_update_slice into the sample's gather, which then needs the old buffer as
-  # well and copies the whole buffer at every step (measured: 30 instead of 140 steps/s
-  # at C = 1M); vmapped, the insert is a scatter that stays in place.
-  sample = jax.vmap(jax.vmap(lambda r, k: replay.sample(r, k, config.batch_size),
-                             in_axes=(None, 0)))
-  add = jax.vmap(replay.add)
-  update = per_seed(per_member(sac.update))  # members [S, K], minibatches [S, K, B]
+  # One batch of seeds: its environment steps, restarts and updates vmapped over its
+  # seeds (squeezed for one), the members' updates over [K] inside.
+  per_batch_seed = functools.partial(vmap_or_squeeze, size=batch)
+  update = per_batch_seed(per_member(sac.update))  # members [b, K], minibatches [b, K, B]
 
-  def step(state: TrainState, learn: bool) -> tuple[TrainState, Metrics]:
-    """One environment step of every seed, and (if ``learn``) the members' updates."""
-    env_state, transition, ensemble_state, key_update, keys = per_env_group(
+  def step(state: TrainState, seeds: jax.Array, learn: bool) -> tuple[TrainState, Metrics]:
+    """One environment step of the batch of seeds ``seeds`` [b], and (if ``learn``) the
+    members' updates. ``state``'s per-seed leaves lead with [b], except the replay
+    buffers: all S of them, which the batch's insert and samples index in place (a
+    scatter and a gather into data [S, C, W]; the buffer is never sliced or copied)."""
+    env_state, transition, ensemble_state, key_update, keys = per_batch_seed(
         functools.partial(seed_act, learn=learn))(
             state.members, state.env_state, state.ensemble, state.key)
-    replay_state = add(state.replay, jax.tree.map(lambda x: x[:, None], transition))
+    replay_state = replay.add_at(state.replay, seeds, transition)
     members = state.members
-    metrics = {name: jnp.zeros((num_seeds, num_members), jnp.float32)
-               for name in SAC_METRICS}
+    metrics = {name: jnp.zeros((batch, num_members), jnp.float32) for name in SAC_METRICS}
     if learn:
-      sample_keys, sgd_keys = per_seed(update_keys)(key_update)  # [S, U, K, 2]
+      sample_keys, sgd_keys = per_batch_seed(update_keys)(key_update)  # [b, U, K, 2]
       for u in range(config.updates_per_step):
-        batches = sample(replay_state, sample_keys[:, u])
+        batches = replay.sample_at(replay_state, seeds, sample_keys[:, u],
+                                   config.batch_size)  # leaves [b, K, B, ...]
         members, step_metrics = update(members, batches, sgd_keys[:, u])
         metrics = {name: metrics[name] + step_metrics[name] / config.updates_per_step
                    for name in SAC_METRICS}
     # Episodes end rarely: restart the ended ones only on steps where one did (a
     # vmapped lax.cond would be a select of both branches).
-    env_state = env.restart_ended(env_state, over=per_env_group)
+    env_state = env.restart_ended(env_state, over=per_batch_seed)
     state = state.replace(members=members, replay=replay_state, env_state=env_state,
                           ensemble=ensemble_state, key=keys, step=state.step + 1)
     return state, metrics
 
   def make_chunk(learn: bool):
-    def chunk(state: TrainState, num_steps) -> tuple[TrainState, Metrics]:
-      num_steps = jnp.asarray(num_steps, jnp.int32)
-
+    def batch_chunk(state: TrainState, seeds: jax.Array,
+                    num_steps) -> tuple[TrainState, Metrics]:
+      """``num_steps`` steps of the batch of seeds ``seeds`` (see ``step``); the sums of
+      the SAC metrics and the first step with a non-finite one (-1 if none), [b, K]."""
       def body(_, carry):
         state, sums, nonfinite_step = carry
-        state, metrics = step(state, learn)
-        finite = jnp.stack([jnp.isfinite(metrics[k]) for k in SAC_METRICS]).all(0)  # [S, K]
+        state, metrics = step(state, seeds, learn)
+        finite = jnp.stack([jnp.isfinite(metrics[k]) for k in SAC_METRICS]).all(0)  # [b, K]
         nonfinite_step = jnp.where((nonfinite_step < 0) & ~finite, state.step,
                                    nonfinite_step)
         return state, {k: sums[k] + metrics[k] for k in SAC_METRICS}, nonfinite_step
 
-      zeros = {k: jnp.zeros((num_seeds, num_members), jnp.float32) for k in SAC_METRICS}
-      none = jnp.full((num_seeds, num_members), -1, jnp.int32)
+      zeros = {k: jnp.zeros((batch, num_members), jnp.float32) for k in SAC_METRICS}
+      none = jnp.full((batch, num_members), -1, jnp.int32)
       state, sums, nonfinite_step = jax.lax.fori_loop(0, num_steps, body,
                                                       (state, zeros, none))
+      return state, {**sums, 'health/nonfinite_loss_step': nonfinite_step}
+
+    def chunk(state: TrainState, num_steps) -> tuple[TrainState, Metrics]:
+      num_steps = jnp.asarray(num_steps, jnp.int32)
+      if num_batches == 1:
+        state, metrics = batch_chunk(state, jnp.arange(num_seeds), num_steps)
+      else:
+        # The batches one after another, each through the whole chunk: its slice of
+        # the (small) per-seed state is read and written back once per chunk.
+        def body(i, carry):
+          full, metrics = carry
+          first = i * batch
+          take = lambda x: jax.lax.dynamic_slice_in_dim(x, first, batch)
+          put = lambda x, y: jax.lax.dynamic_update_slice_in_dim(x, y, first, 0)
+          part, part_metrics = batch_chunk(batch_part(full, take), first + jnp.arange(batch),
+                                           num_steps)
+          return batch_part(full, put, part).replace(replay=part.replay), jax.tree.map(
+              put, metrics, part_metrics)
+
+        metrics = {k: jnp.zeros((num_seeds, num_members), jnp.float32)
+                   for k in SAC_METRICS}
+        metrics['health/nonfinite_loss_step'] = jnp.zeros((num_seeds, num_members),
+                                                          jnp.int32)
+        steps = state.step
+        state, metrics = jax.lax.fori_loop(0, num_batches, body, (state, metrics))
+        state = state.replace(step=steps + num_steps)
       count = jnp.maximum(num_steps, 1).astype(jnp.float32)
-      metrics = {k: v / count for k, v in sums.items()}
-      metrics['health/nonfinite_loss_step'] = nonfinite_step
+      metrics = {k: v / count if k in SAC_METRICS else v for k, v in metrics.items()}
       metrics['health/finite_params'] = members_finite(state.members)
       return state, metrics
 

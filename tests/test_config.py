@@ -46,6 +46,8 @@ def test_config_is_frozen():
     ({'num_seeds': 1.5}, '--num_seeds'),
     ({'warmup_steps': 100}, '--warmup_steps'),  # below batch_size 256
     ({'warmup_steps': 40_000}, '--warmup_steps'),  # above total_steps 30000
+    ({'num_seeds': 5, 'seed_batch': 2}, '--seed_batch'),  # not a divisor
+    ({'seed_batch': -1}, '--seed_batch'),
     ({'share': 'copy'}, '--share'),
     ({'teacher': 'worst'}, '--teacher'),
     ({'variant': 'ppo'}, '--variant'),

@@ -116,3 +116,30 @@ def test_one_flat_array_and_bytes_per_transition():
   width = 2 * OBS + ACT + 3
   assert state.data.shape == (8, width) and state.data.dtype == jnp.float32
   assert buf.bytes_per_transition == 4 * width
+
+
+def test_add_at_and_sample_at_equal_add_and_sample_per_seed():
+  # A stack of S = 3 buffers of capacity 4; seeds 2 and 0 get inserts (seed 1 none),
+  # enough of them for the ring to wrap. The oracle is add / sample on each buffer alone.
+  buf = replay.make_replay(4, _example())
+  stack = jax.vmap(lambda _: buf.init())(jnp.arange(3))
+  alone = [buf.init() for _ in range(3)]
+  seeds = jnp.array([2, 0])
+  add_at = jax.jit(buf.add_at)
+  for t in range(6):
+    rows = _numbered(10 * t, 2)  # seed 2 gets 10t, seed 0 gets 10t + 1
+    stack = add_at(stack, seeds, rows)
+    for i, seed in enumerate([2, 0]):
+      alone[seed] = buf.add(alone[seed], jax.tree.map(lambda x, i=i: x[i:i + 1], rows))
+  for seed in range(3):
+    for got, want in zip(jax.tree.leaves(jax.tree.map(lambda x, s=seed: x[s], stack)),
+                         jax.tree.leaves(alone[seed])):
+      np.testing.assert_array_equal(got, want)
+  np.testing.assert_array_equal(_stored_ids(buf, alone[2]), [40, 50, 20, 30])
+  keys = jax.random.split(jax.random.PRNGKey(1), 4).reshape(2, 2, 2)  # [b, J, 2]
+  got = jax.jit(buf.sample_at, static_argnums=3)(stack, seeds, keys, 5)
+  for i, seed in enumerate([2, 0]):
+    for j in range(2):
+      want = buf.sample(alone[seed], keys[i, j], 5)
+      for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(g[i, j], w)

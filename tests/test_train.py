@@ -66,12 +66,14 @@ def test_vmap_or_squeeze_equals_vmap():
     np.testing.assert_allclose(g, w, rtol=1e-6)
 
 
-@pytest.mark.parametrize('num_seeds', [1, 2])
-def test_train_step_never_copies_the_replay_buffer(num_seeds, task_cache):
+@pytest.mark.parametrize('num_seeds, seed_batch', [(1, 0), (2, 1), (2, 2)])
+def test_train_step_never_copies_the_replay_buffer(num_seeds, seed_batch, task_cache):
   # A copy of the [S, C, W] buffer in the loop makes every step cost O(C) (a measured
-  # trap: XLA fused the insert into the sample's gather when seeds were squeezed).
+  # trap: XLA fused the insert into the sample's gather when seeds were squeezed). With
+  # batches of seeds (seed_batch=1 for S = 2) a batch's slice [1, C, W] is read and
+  # written back once per chunk, but the whole buffer is never copied.
   capacity = TINY['replay_capacity']
-  config = small_config(**TINY, num_seeds=num_seeds)
+  config = small_config(**TINY, num_seeds=num_seeds, seed_batch=seed_batch)
   trainer = train_lib.make_trainer(config, task_cache('inverted_pendulum'))
   state = trainer.init()
   for program in (trainer.collect, trainer.train):
@@ -85,22 +87,25 @@ def test_train_step_never_copies_the_replay_buffer(num_seeds, task_cache):
 
 def test_seed_trajectory_does_not_depend_on_how_seeds_are_batched(task_cache):
   # Seed s of a run is fold_in(seed, s) whatever S is. S = 1 runs squeezed (no vmap);
-  # S = 2 steps its environments one seed after another (env_batch=1, the CPU's
-  # default) or vmapped (env_batch=2, an accelerator's), and vmaps the updates. Seed 0
-  # must follow the same trajectory in all three.
+  # S = 2 runs its seeds one after another through each chunk (seed_batch=1, the CPU's
+  # default) or both vmapped (seed_batch=2, an accelerator's). Seed 0 must follow the
+  # same trajectory in all three, and so must seed 1 in the two runs of S = 2.
   states = []
   for num_seeds, batch in ((1, 0), (2, 1), (2, 2)):
-    config = small_config(**TINY, num_seeds=num_seeds, env_batch=batch)
+    config = small_config(**TINY, num_seeds=num_seeds, seed_batch=batch)
     trainer = train_lib.make_trainer(config, task_cache('inverted_pendulum'))
     state = trainer.init()
     state, _ = trainer.collect(state, 40)
     state, _ = trainer.train(state, 20)
-    states.append(jax.tree.map(lambda x: np.asarray(x[0]),
+    assert int(state.step) == 60
+    states.append(jax.tree.map(np.asarray,
                                (state.members, state.replay, state.env_state.obs)))
-  np.testing.assert_array_equal(states[0][1].size, 60)
-  for other in states[1:]:
-    for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(other)):
-      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  np.testing.assert_array_equal(states[1][1].size, [60, 60])
+  for seeds in ([0], [0, 1]):
+    runs = [s for s in states if len(s[2]) >= len(seeds)]
+    for other in runs[1:]:
+      for a, b in zip(jax.tree.leaves(runs[0]), jax.tree.leaves(other)):
+        np.testing.assert_allclose(a[seeds], b[seeds], rtol=1e-4, atol=1e-5)
 
 
 def test_phase_schedule():
