@@ -14,15 +14,16 @@ import tempfile
 
 
 def curve_markdown(metrics_path: str) -> str:
-  rows = ['| step | mean best-member return | per seed | wall time (s) | steps/s |',
-          '|---|---|---|---|---|']
+  rows = ['| step | mean best-member return | per seed | wall time (s) | '
+          'steps/s since the last evaluation | evaluation (s) |',
+          '| --: | --: | --: | --: | --: | --: |']
   with open(metrics_path, encoding='utf-8') as f:
     for line in f:
       r = json.loads(line)
       best = r['eval/return_best']
-      rows.append(f"| {r['step']:,} | {sum(best) / len(best):.1f} | "
-                  f"{', '.join(f'{b:.1f}' for b in best)} | {r['wall_time']:.0f} | "
-                  f"{r['steps_per_second']:.1f} |")
+      rows.append(f"| {r['step']:,} | {sum(best) / len(best):,.1f} | "
+                  f"{', '.join(f'{b:,.1f}' for b in best)} | {r['wall_time']:.0f} | "
+                  f"{r['steps_per_second']:.1f} | {r['eval/seconds']:.1f} |")
   return '\n'.join(rows)
 
 

@@ -10,9 +10,9 @@ updates over [K] inside it; an axis of length 1 is squeezed instead of vmapped
 traced argument, so chunks of any length reuse one compiled program and the host
 touches the state only between chunks. With several batches of seeds (the CPU's
 default is one seed per batch), the batches run one after another, each through the
-whole chunk: on an accelerator all seeds in one batch is fastest; on a CPU the batch's
-working set (parameters, optimiser states and activations of b x K members) must stay
-in cache (5 seeds x 3 members vmapped ran 6% slower than the seeds one by one). A batch
+whole chunk: on an accelerator all seeds in one batch is fastest; on a CPU a batch's
+working set (parameters, optimiser states and activations of b x K members) had better
+fit in cache (5 seeds x 3 members vmapped ran 6% slower than the seeds one by one). A batch
 takes its slice of the per-seed state once per chunk, except the replay buffers, which
 its inserts and samples index in place (``Replay.add_at``, ``Replay.sample_at``).
 
