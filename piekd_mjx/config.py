@@ -50,7 +50,8 @@ class Config:
   # -- the run ---------------------------------------------------------------------------
   env: str = _field('inverted_pendulum', 'Task name (see piekd_mjx.envs.names()).')
   variant: str = _field('vanilla_sac', 'Paper variant (spec §4); one of VARIANTS.')
-  num_seeds: int = _field(1, 'Number of independent seeds S trained side by side (vmapped).')
+  num_seeds: int = _field(
+      1, 'Number of independent seeds S trained in one program (see seed_batch).')
   seed: int = _field(0, 'Base PRNG seed; seed s of the run uses fold_in(seed, s).')
   total_steps: int = _field(
       30_000, 'Environment steps per seed (the default suits inverted_pendulum on a CPU; '

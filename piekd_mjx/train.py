@@ -12,9 +12,9 @@ touches the state only between chunks. With several batches of seeds (the CPU's
 default is one seed per batch), the batches run one after another, each through the
 whole chunk: on an accelerator all seeds in one batch is fastest; on a CPU a batch's
 working set (parameters, optimiser states and activations of b x K members) had better
-fit in cache (5 seeds x 3 members vmapped ran 6% slower than the seeds one by one). A batch
-takes its slice of the per-seed state once per chunk, except the replay buffers, which
-its inserts and samples index in place (``Replay.add_at``, ``Replay.sample_at``).
+fit in cache (5 seeds x 3 members vmapped ran 6% slower than the seeds one by one). A
+batch takes its slice of the per-seed state once per chunk, except the replay buffers,
+which its inserts and samples index in place (``Replay.add_at``, ``Replay.sample_at``).
 
 Periodic work (distillation phases, evaluation) is scheduled by the step count, which
 every seed shares, so it runs between chunks (``Trainer.phase``, ``Trainer.evaluate``)
@@ -276,10 +276,10 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
           first = i * batch
           take = lambda x: jax.lax.dynamic_slice_in_dim(x, first, batch)
           put = lambda x, y: jax.lax.dynamic_update_slice_in_dim(x, y, first, 0)
-          part, part_metrics = batch_chunk(batch_part(full, take), first + jnp.arange(batch),
-                                           num_steps)
-          return batch_part(full, put, part).replace(replay=part.replay), jax.tree.map(
-              put, metrics, part_metrics)
+          part, part_metrics = batch_chunk(batch_part(full, take),
+                                           first + jnp.arange(batch), num_steps)
+          full = batch_part(full, put, part).replace(replay=part.replay)
+          return full, jax.tree.map(put, metrics, part_metrics)
 
         metrics = {k: jnp.zeros((num_seeds, num_members), jnp.float32)
                    for k in SAC_METRICS}
