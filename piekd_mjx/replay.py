@@ -176,13 +176,14 @@ def make_replay(capacity: int, example: Any) -> Replay:
         size=states.size.at[seeds].set(
             jnp.minimum(states.size[seeds] + 1, capacity).astype(jnp.int32)))
 
+  def sample_indices(key: jax.Array, size: jax.Array, batch_size: int) -> jax.Array:
+    return jax.random.randint(key, (batch_size,), 0, jnp.maximum(size, 1),
+                              dtype=jnp.int32)  # [B]
+
   def sample_at(states: ReplayState, seeds: jax.Array, keys: jax.Array,
                 batch_size: int) -> Any:
-    def indices(key, size):  # as ``sample`` draws them
-      return jax.random.randint(key, (batch_size,), 0, jnp.maximum(size, 1),
-                                dtype=jnp.int32)
-
-    rows_at = jax.vmap(jax.vmap(indices, in_axes=(0, None)))(keys, states.size[seeds])
+    draw = lambda key, size: sample_indices(key, size, batch_size)
+    rows_at = jax.vmap(jax.vmap(draw, in_axes=(0, None)))(keys, states.size[seeds])
     rows = states.data.at[seeds[:, None, None], rows_at].get(mode='clip')  # [b, J, B, W]
     return layout.unflatten(rows)
 
@@ -191,9 +192,7 @@ def make_replay(capacity: int, example: Any) -> Replay:
     return layout.unflatten(rows)
 
   def sample(state: ReplayState, key: jax.Array, batch_size: int) -> Any:
-    indices = jax.random.randint(
-        key, (batch_size,), 0, jnp.maximum(state.size, 1), dtype=jnp.int32)  # [B]
-    return get(state, indices)
+    return get(state, sample_indices(key, state.size, batch_size))
 
   return Replay(
       init=init, add=add, sample=sample, get=get, add_at=add_at, sample_at=sample_at,
