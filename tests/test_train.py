@@ -119,7 +119,17 @@ def test_phase_schedule():
   assert train_lib.eval_steps(config) == [1000, 2000, 2500]
 
 
-@pytest.mark.parametrize('variant', sorted(config_lib.VARIANTS))
+# Each variant compiles its own programs (about 40-120 s each on a cold compilation
+# cache here, whatever the network sizes: tracing and compiling the task's step in
+# collect, train and evaluate dominate). CI runs one variant per kind of program:
+# K = 1, a distillation phase, an extra-updates phase; the others, whose phases
+# tests/test_distill.py checks piece by piece, run with the slow tests.
+CI_VARIANTS = ('vanilla_sac', 'piekd', 'ensemble_sac_extra')
+
+
+@pytest.mark.parametrize('variant', [
+    v if v in CI_VARIANTS else pytest.param(v, marks=pytest.mark.slow)
+    for v in sorted(config_lib.VARIANTS)])
 def test_variant_runs_end_to_end(variant, tmp_path, task_cache):
   config = small_config(variant=variant, num_seeds=2, total_steps=1600, eval_every=800,
                         distill_interval=300, first_distill_step=1200, log_every=400,
