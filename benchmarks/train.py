@@ -24,7 +24,9 @@ update at every step); "seed-steps/s" is S times that, the work of all S seeds.
    the ratio, the task step as the trainer runs it (``TrainingWrapper`` for S = 1, ended
    episodes restarted under one ``lax.cond``).
 4. Seeds in one program: seed-steps/s of S > 1 seeds in one program (in batches of
-   ``--seed_batch``) against S = 1 (S runs one after another do S = 1's seed-steps/s).
+   ``--seed_batch``) against the same S seeds trained one after another: each seed's
+   slice of the S-seed run's warmed-up state trained alone by the S = 1 program, with
+   as many timed calls (the grid's S = 1 row, seed 0 alone, is shown beside it).
 5. PIEKD (``--piekd``, on ``--piekd_task``): the train chunk of the ``piekd`` variant
    (K = 3) against ``vanilla_sac`` (K = 1) and against K = 3 without sharing (the same
    per-step program: a phase runs between chunks, never inside one); and the time of
@@ -97,7 +99,8 @@ flags.DEFINE_integer('replay_capacity', 1_000_000,
 flags.DEFINE_string('solver', 'faithful', "The tasks' physics solver: 'faithful' or 'fast'.")
 flags.DEFINE_integer('seed_batch', 0,
                      'Config.seed_batch: seeds advanced as one vmapped batch, the batches '
-                     'one after another (0: 1 on a CPU, all seeds on an accelerator).')
+                     'one after another (0: 1 on a CPU, all seeds on an accelerator; '
+                     'capped at each measurement\'s S).')
 flags.DEFINE_integer('warmup_steps', 1000,
                      'trainer.collect steps before timing (at least --batch_size).')
 flags.DEFINE_integer('train_steps', 200, 'Environment steps per timed trainer.train call.')
@@ -190,7 +193,7 @@ def make_config(task: str, num_seeds: int, ensemble_size: int, variant: str = ''
       replay_capacity=capacity, batch_size=FLAGS.batch_size,
       warmup_steps=FLAGS.warmup_steps,
       hidden_sizes=tuple(int(h) for h in FLAGS.hidden_sizes), solver=FLAGS.solver,
-      ensemble_size=ensemble_size, seed_batch=FLAGS.seed_batch)
+      ensemble_size=ensemble_size, seed_batch=min(FLAGS.seed_batch, num_seeds))
   config = apply_variant(config, explicit={'ensemble_size'})
   config.validate()
   return config
@@ -200,18 +203,38 @@ def _block(state_and_metrics):
   return jax.block_until_ready(state_and_metrics)
 
 
-def measure_train(trainer: train_lib.Trainer) -> dict[str, Any]:
-  """Steps/s of ``trainer.train`` after a warm-up of ``--warmup_steps``."""
+def seed_state(state: train_lib.TrainState, s: int) -> train_lib.TrainState:
+  """Seed ``s`` of ``state`` as the state of a one-seed run (new arrays: a slice of
+  every per-seed leaf, the replay buffer included, and copies of the shared step
+  counts, so that donating ``state`` leaves it intact)."""
+  fields = train_lib.BATCH_FIELDS + ('replay',)
+  one = state.replace(**{name: jax.tree.map(lambda x: x[s:s + 1], getattr(state, name))
+                         for name in fields})
+  return one.replace(step=jnp.copy(state.step), num_phases=jnp.copy(state.num_phases))
+
+
+def measure_train(trainer: train_lib.Trainer,
+                  alone: train_lib.Trainer | None = None) -> dict[str, Any]:
+  """Steps/s of ``trainer.train`` after a warm-up of ``--warmup_steps``.
+
+  With ``alone`` (the S = 1 trainer of the same settings), each of the S seeds is also
+  trained by itself, one after another, from its slice of the same warmed-up state:
+  the S runs in a row that S seeds in one program must not lose to (section 4). Seed s
+  of the S-seed run and a one-seed run from its slice are the same computation
+  (tests/test_train.py checks that seed trajectories do not depend on S), so the two
+  differ only in how the seeds are scheduled.
+  """
   config = trainer.config
   state = trainer.init()
   start = time.perf_counter()
   state, _ = _block(trainer.collect(state, FLAGS.warmup_steps))
   collect_first_s = time.perf_counter() - start
+  seeds = [_block(seed_state(state, s)) for s in range(config.num_seeds)] if alone else []
   n = FLAGS.train_steps
   # ``train`` donates its state: every call gets the state the previous one returned.
   timing = _time_carry(trainer.train, (state, n), n, lambda carry, out: (out[0], n))
   rate = timing['steps_per_s']
-  return {
+  row = {
       'task': config.env, 'variant': config.variant, 'num_seeds': config.num_seeds,
       'ensemble_size': config.ensemble_size, 'replay_capacity': config.replay_capacity,
       'replay_mib_per_seed': trainer.replay.capacity * trainer.replay.bytes_per_transition
@@ -219,6 +242,16 @@ def measure_train(trainer: train_lib.Trainer) -> dict[str, Any]:
       'collect_first_call_s': collect_first_s,
       **timing, 'seed_steps_per_s': config.num_seeds * rate,
   }
+  if alone:
+    per_seed = []
+    for s, one in enumerate(seeds):
+      per_seed.append(_time_carry(alone.train, (one, n), n, lambda carry, out: (out[0], n)))
+      _log(f'  seed {s} alone: {per_seed[-1]["steps_per_s"]:,.1f} steps/s')
+    row['alone'] = {
+        'steps_per_s': [t['steps_per_s'] for t in per_seed],
+        'median_s': [t['median_s'] for t in per_seed],
+        'seed_steps_per_s': config.num_seeds * n / sum(t['median_s'] for t in per_seed)}
+  return row
 
 
 class Measurements:
@@ -227,11 +260,20 @@ class Measurements:
   def __init__(self):
     self.rows: list[dict[str, Any]] = []
     self._tasks: dict[str, envs.MjxTask] = {}
+    self._trainers: dict[tuple[Any, ...], train_lib.Trainer] = {}
 
   def task(self, name: str) -> envs.MjxTask:
     if name not in self._tasks:
       self._tasks[name] = envs.make(name, solver=FLAGS.solver)
     return self._tasks[name]
+
+  def trainer(self, config: Config) -> train_lib.Trainer:
+    """The trainer of ``config``, built (and so compiled) once per process."""
+    key = (config.env, config.variant, config.num_seeds, config.ensemble_size,
+           config.replay_capacity)
+    if key not in self._trainers:
+      self._trainers[key] = train_lib.make_trainer(config, self.task(config.env))
+    return self._trainers[key]
 
   def find(self, task: str, num_seeds: int, ensemble_size: int, variant: str = '',
            replay_capacity: int | None = None) -> dict[str, Any] | None:
@@ -251,7 +293,10 @@ class Measurements:
       config = make_config(task, num_seeds, ensemble_size, variant, replay_capacity)
       _log(f'{task}: {config.variant} S={num_seeds} K={config.ensemble_size} '
            f'C={config.replay_capacity:,} ...')
-      row = measure_train(train_lib.make_trainer(config, self.task(task)))
+      alone = None
+      if num_seeds > 1:
+        alone = self.trainer(make_config(task, 1, ensemble_size, variant, replay_capacity))
+      row = measure_train(self.trainer(config), alone)
       _log(f'  {row["steps_per_s"]:,.1f} steps/s, {row["seed_steps_per_s"]:,.1f} '
            f'seed-steps/s (first call {row["first_call_s"]:.1f} s)')
       self.rows.append(row)
@@ -372,20 +417,24 @@ def measure_parts(measurements: Measurements, tasks: Sequence[str],
 
 def seed_rows(measurements: Measurements, tasks: Sequence[str], num_seeds: Sequence[int],
               ensemble_sizes: Sequence[int]) -> list[dict[str, Any]]:
-  """S seeds in one program against S = 1 (what S sequential runs achieve)."""
+  """S seeds in one program against the same S seeds trained alone one after another
+  (and, for reference, the grid's S = 1 row: seed 0 alone, another warm-up)."""
   rows = []
   for name in tasks:
     for k in ensemble_sizes:
       single = measurements.find(name, 1, k)
       for s in num_seeds:
         together = measurements.find(name, s, k)
-        if s == 1 or single is None or together is None:
+        if s == 1 or together is None or 'alone' not in together:
           continue
+        sequential = together['alone']['seed_steps_per_s']
         rows.append({
             'task': name, 'ensemble_size': k, 'num_seeds': s,
             'seed_steps_per_s': together['seed_steps_per_s'],
-            'sequential_seed_steps_per_s': single['seed_steps_per_s'],
-            'speedup': together['seed_steps_per_s'] / single['seed_steps_per_s'],
+            'sequential_seed_steps_per_s': sequential,
+            'alone_steps_per_s': together['alone']['steps_per_s'],
+            'seed0_steps_per_s': single and single['seed_steps_per_s'],
+            'speedup': together['seed_steps_per_s'] / sequential,
         })
   return rows
 
@@ -672,12 +721,20 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
   seeds = results.get('seeds') or []
   if seeds:
     rows = [['task', 'K', 'S', 'seed-steps/s, S in one program',
-             'seed-steps/s, S runs in a row (S=1)', 'speedup']]
+             'seed-steps/s, the S seeds alone in a row', 'speedup',
+             'steps/s of each seed alone', 'S=1 row (seed 0)']]
     for r in seeds:
+      alone = r.get('alone_steps_per_s')
       rows.append([r['task'], str(r['ensemble_size']), str(r['num_seeds']),
                    _f(r['seed_steps_per_s'], 1), _f(r['sequential_seed_steps_per_s'], 1),
-                   f'{r["speedup"]:.2f}x'])
-    tables.append(('4. Seeds in one program against one run after another.', rows))
+                   f'{r["speedup"]:.2f}x',
+                   ' / '.join(_f(v, 1) for v in alone) if alone else '-',
+                   _f(r.get('seed0_steps_per_s'), 1)])
+    tables.append((
+        '4. Seeds in one program against the same seeds trained one after another: each '
+        'seed of the S-seed run, from its slice of the same warmed-up state, trained '
+        'alone by the S=1 program (median of as many calls); seed-steps/s in a row = '
+        'S x steps / (sum of the seeds\' median call times).', rows))
 
   piekd = results.get('piekd')
   if piekd:
@@ -813,7 +870,8 @@ def run() -> dict[str, Any]:
     raise app.UsageError('--baseline_steps must exceed --baseline_min_replay by at least '
                          '--repeats + 1')
   try:
-    make_config(tasks[0], 1, 1)
+    for s in num_seeds:
+      make_config(tasks[0], s, 1)
   except ValueError as error:
     raise app.UsageError(str(error)) from None
   if FLAGS.compilation_cache_dir:
