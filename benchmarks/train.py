@@ -207,10 +207,10 @@ def seed_state(state: train_lib.TrainState, s: int) -> train_lib.TrainState:
   """Seed ``s`` of ``state`` as the state of a one-seed run (new arrays: a slice of
   every per-seed leaf, the replay buffer included, and copies of the shared step
   counts, so that donating ``state`` leaves it intact)."""
-  fields = train_lib.BATCH_FIELDS + ('replay',)
-  one = state.replace(**{name: jax.tree.map(lambda x: x[s:s + 1], getattr(state, name))
-                         for name in fields})
-  return one.replace(step=jnp.copy(state.step), num_phases=jnp.copy(state.num_phases))
+  take = lambda x: x[s:s + 1]
+  return train_lib.batch_part(state, take).replace(
+      replay=jax.tree.map(take, state.replay), step=jnp.copy(state.step),
+      num_phases=jnp.copy(state.num_phases))
 
 
 def measure_train(trainer: train_lib.Trainer,
@@ -260,7 +260,7 @@ class Measurements:
   def __init__(self):
     self.rows: list[dict[str, Any]] = []
     self._tasks: dict[str, envs.MjxTask] = {}
-    self._trainers: dict[tuple[Any, ...], train_lib.Trainer] = {}
+    self._trainers: dict[Config, train_lib.Trainer] = {}
 
   def task(self, name: str) -> envs.MjxTask:
     if name not in self._tasks:
@@ -269,11 +269,9 @@ class Measurements:
 
   def trainer(self, config: Config) -> train_lib.Trainer:
     """The trainer of ``config``, built (and so compiled) once per process."""
-    key = (config.env, config.variant, config.num_seeds, config.ensemble_size,
-           config.replay_capacity)
-    if key not in self._trainers:
-      self._trainers[key] = train_lib.make_trainer(config, self.task(config.env))
-    return self._trainers[key]
+    if config not in self._trainers:
+      self._trainers[config] = train_lib.make_trainer(config, self.task(config.env))
+    return self._trainers[config]
 
   def find(self, task: str, num_seeds: int, ensemble_size: int, variant: str = '',
            replay_capacity: int | None = None) -> dict[str, Any] | None:
