@@ -171,8 +171,7 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
     return (members, replay.init(), env.reset(key_env),
             ensemble_lib.init(key_ensemble, num_members, config.recent_episodes), key_next)
 
-  def init() -> TrainState:
-    base = jax.random.PRNGKey(config.seed)
+  def init(base: jax.Array) -> TrainState:
     keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(num_seeds))
     members, replay_state, env_state, ensemble_state, keys = jax.vmap(init_seed)(keys)
     return TrainState(members=members, replay=replay_state, env_state=env_state,
@@ -309,14 +308,19 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
 
     phase = jax.jit(with_precision(config.matmul_precision, phase_fn), donate_argnums=0)
 
-  def evaluate(state: TrainState) -> jax.Array:
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), state.step)
+  def evaluate(base: jax.Array, state: TrainState) -> jax.Array:
+    key = jax.random.fold_in(base, state.step)
     key = jax.random.fold_in(key, 0x5EED)  # evaluation keys apart from training keys
     return evaluate_episodes(state.members.actor_params, key)
 
+  # The base key is an argument, not a constant of the programs, so runs that differ
+  # only in --seed share their compiled programs.
+  base_key = jax.random.PRNGKey(config.seed)
   return Trainer(
-      init=jax.jit(init), collect=make_chunk(learn=False), train=make_chunk(learn=True),
-      phase=phase, evaluate=jax.jit(with_precision(config.matmul_precision, evaluate)),
+      init=functools.partial(jax.jit(init), base_key), collect=make_chunk(learn=False),
+      train=make_chunk(learn=True), phase=phase,
+      evaluate=functools.partial(
+          jax.jit(with_precision(config.matmul_precision, evaluate)), base_key),
       finite_params=jax.jit(lambda state: members_finite(state.members)), config=config,
       task=task, sac=sac, replay=replay)
 
