@@ -3,7 +3,7 @@
 Every member runs ``eval_episodes`` episodes with the deterministic action tanh(mean)
 on evaluation environments of its own, separate from the training environment, for at
 most ``episode_length`` steps; an episode's return stops accumulating at termination.
-All [S, K, E] episodes advance together in one jitted loop that ends as soon as every
+All S·K·E episodes advance together in one jitted loop that ends as soon as every
 episode has ended, so a task whose episodes end early is cheap to evaluate.
 """
 
@@ -24,22 +24,18 @@ def make_evaluate(task: MjxTask, sac: sac_lib.Sac, episode_length: int,
   """Returns ``evaluate(actor_params [S, K, ...], key) -> returns [S, K, E]``."""
   scale_action = TrainingWrapper(task, episode_length).scale_action
 
-  def vmap3(fn):
-    """vmap over episodes [E] inside members [K] inside seeds [S]; params are shared
-    by a member's episodes."""
-    return jax.vmap(jax.vmap(jax.vmap(fn, in_axes=(None, 0)), in_axes=(0, 0)),
-                    in_axes=(0, 0))
-
-  def act_and_step(actor_params, state):
-    action = scale_action(sac.act_deterministic(actor_params, state.obs))
-    return task.step(state, action)
+  def act(actor_params, obs):
+    """Deterministic actions [S, K, E, A] of each member for its episodes' obs."""
+    per_member = jax.vmap(sac.act_deterministic, in_axes=(None, 0))  # over episodes
+    return jax.vmap(jax.vmap(per_member))(actor_params, obs)
 
   def evaluate(actor_params: sac_lib.Params, key: jax.Array) -> jax.Array:
     num_seeds, num_members = jax.tree.leaves(actor_params)[0].shape[:2]
     shape = (num_seeds, num_members, num_episodes)
+    # The task runs on one flat batch of S·K·E environments (one vmap of its physics
+    # to trace, not three nested); only the actors see the [S, K, E] axes.
     keys = jax.random.split(key, num_seeds * num_members * num_episodes)
-    keys = keys.reshape(shape + keys.shape[1:])
-    states = jax.vmap(jax.vmap(jax.vmap(task.reset)))(keys)
+    states = jax.vmap(task.reset)(keys)
 
     def cond(carry):
       t, _, alive, _ = carry
@@ -47,9 +43,10 @@ def make_evaluate(task: MjxTask, sac: sac_lib.Sac, episode_length: int,
 
     def body(carry):
       t, states, alive, returns = carry
-      states = vmap3(act_and_step)(actor_params, states)
-      returns = returns + jnp.where(alive, states.reward, 0.0)
-      alive = alive & (states.done == 0)
+      actions = scale_action(act(actor_params, states.obs.reshape(shape + (-1,))))
+      states = jax.vmap(task.step)(states, actions.reshape(-1, actions.shape[-1]))
+      returns = returns + jnp.where(alive, states.reward.reshape(shape), 0.0)
+      alive = alive & (states.done.reshape(shape) == 0)
       return t + 1, states, alive, returns
 
     init = (jnp.zeros((), jnp.int32), states, jnp.ones(shape, bool),
