@@ -27,6 +27,9 @@ from piekd_mjx import config as config_lib
 from piekd_mjx import run as run_lib
 from piekd_mjx import train as train_lib
 
+# These tests share the module's trainer and reference run: one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group('checkpoint')
+
 SETTING = dict(env='inverted_pendulum', variant='piekd', num_seeds=2, hidden_sizes=(8, 8),
                total_steps=3000, eval_every=500, warmup_steps=200, batch_size=32,
                log_every=250, eval_episodes=2, replay_capacity=5000, checkpoint_every=500,

@@ -33,9 +33,29 @@ def small_config(**overrides) -> config_lib.Config:
   return config
 
 
-def test_chunks_of_any_length_reuse_one_program(task_cache):
-  config = small_config(**TINY, num_seeds=2)
-  trainer = train_lib.make_trainer(config, task_cache('inverted_pendulum'))
+@pytest.fixture(scope='module')
+def tiny_trainer(task_cache):
+  """``get(num_seeds, seed_batch)``: the TINY trainer of that shape, built once for
+  these tests (tracing a trainer's programs costs seconds, whatever its sizes)."""
+  trainers = {}
+
+  def get(num_seeds, seed_batch):
+    if (num_seeds, seed_batch) not in trainers:
+      config = small_config(**TINY, num_seeds=num_seeds, seed_batch=seed_batch)
+      trainers[num_seeds, seed_batch] = train_lib.make_trainer(
+          config, task_cache('inverted_pendulum'))
+    return trainers[num_seeds, seed_batch]
+
+  return get
+
+
+# The tests of the TINY trainers run in one pytest-xdist worker, which builds them once.
+tiny = pytest.mark.xdist_group('tiny_trainers')
+
+
+@tiny
+def test_chunks_of_any_length_reuse_one_program(tiny_trainer):
+  trainer = tiny_trainer(2, 1)
   state = trainer.init()
   state, _ = trainer.collect(state, 8)
   state, _ = trainer.collect(state, 3)
@@ -66,15 +86,15 @@ def test_vmap_or_squeeze_equals_vmap():
     np.testing.assert_allclose(g, w, rtol=1e-6)
 
 
+@tiny
 @pytest.mark.parametrize('num_seeds, seed_batch', [(1, 0), (2, 1), (2, 2)])
-def test_train_step_never_copies_the_replay_buffer(num_seeds, seed_batch, task_cache):
+def test_train_step_never_copies_the_replay_buffer(num_seeds, seed_batch, tiny_trainer):
   # A copy of the [S, C, W] buffer in the loop makes every step cost O(C) (a measured
   # trap: XLA fused the insert into the sample's gather when seeds were squeezed). With
   # batches of seeds (seed_batch=1 for S = 2) a batch's slice [1, C, W] is read and
   # written back once per chunk, but the whole buffer is never copied.
   capacity = TINY['replay_capacity']
-  config = small_config(**TINY, num_seeds=num_seeds, seed_batch=seed_batch)
-  trainer = train_lib.make_trainer(config, task_cache('inverted_pendulum'))
+  trainer = tiny_trainer(num_seeds, seed_batch)
   state = trainer.init()
   for program in (trainer.collect, trainer.train):
     text = program.lower(state, 5).compile().as_text()
@@ -85,15 +105,15 @@ def test_train_step_never_copies_the_replay_buffer(num_seeds, seed_batch, task_c
     assert buffer_shape in text
 
 
-def test_seed_trajectory_does_not_depend_on_how_seeds_are_batched(task_cache):
+@tiny
+def test_seed_trajectory_does_not_depend_on_how_seeds_are_batched(tiny_trainer):
   # Seed s of a run is fold_in(seed, s) whatever S is. S = 1 runs squeezed (no vmap);
   # S = 2 runs its seeds one after another through each chunk (seed_batch=1, the CPU's
   # default) or both vmapped (seed_batch=2, an accelerator's). Seed 0 must follow the
   # same trajectory in all three, and so must seed 1 in the two runs of S = 2.
   states = []
   for num_seeds, batch in ((1, 0), (2, 1), (2, 2)):
-    config = small_config(**TINY, num_seeds=num_seeds, seed_batch=batch)
-    trainer = train_lib.make_trainer(config, task_cache('inverted_pendulum'))
+    trainer = tiny_trainer(num_seeds, batch)
     state = trainer.init()
     state, _ = trainer.collect(state, 40)
     state, _ = trainer.train(state, 20)
