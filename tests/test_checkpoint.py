@@ -87,12 +87,12 @@ def wait_for_records(run_dir, count, process, timeout=600.0) -> None:
   raise TimeoutError(f'{run_dir} did not reach {count} records')
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def trainer(task_cache):
   return train_lib.make_trainer(make_config(), task_cache('inverted_pendulum'))
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def reference(trainer, tmp_path_factory):
   """The run directory of an uninterrupted run of SETTING."""
   run_dir = tmp_path_factory.mktemp('reference') / 'run'

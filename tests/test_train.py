@@ -33,7 +33,7 @@ def small_config(**overrides) -> config_lib.Config:
   return config
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def tiny_trainer(task_cache):
   """``get(num_seeds, seed_batch)``: the TINY trainer of that shape, built once for
   these tests (tracing a trainer's programs costs seconds, whatever its sizes)."""
@@ -128,6 +128,22 @@ def test_seed_trajectory_does_not_depend_on_how_seeds_are_batched(tiny_trainer):
         np.testing.assert_allclose(a[seeds], b[seeds], rtol=1e-4, atol=1e-5)
 
 
+@tiny
+def test_runs_that_differ_only_in_seed_share_their_programs(tiny_trainer):
+  # The base key is an argument of init and evaluate, so a sweep over --seed compiles
+  # each program once; the runs still start from different states.
+  trainers = [tiny_trainer(1, 0),
+              train_lib.make_trainer(small_config(**TINY, num_seeds=1, seed=7),
+                                     tiny_trainer(1, 0).task)]
+  states = [trainer.init() for trainer in trainers]
+  assert not np.array_equal(states[0].key, states[1].key)
+  for name in ('init', 'evaluate'):
+    programs = [getattr(trainer, name) for trainer in trainers]
+    args = [(state,) if name == 'evaluate' else () for state in states]
+    texts = [p.func.lower(*p.args, *a).as_text() for p, a in zip(programs, args)]
+    assert texts[0] == texts[1], name
+
+
 def test_phase_schedule():
   config = small_config(variant='piekd', total_steps=30_000, distill_interval=5000)
   assert train_lib.phase_steps(config) == [15_000, 20_000, 25_000, 30_000]
@@ -147,9 +163,19 @@ def test_phase_schedule():
 CI_VARIANTS = ('vanilla_sac', 'piekd', 'ensemble_sac_extra')
 
 
-@pytest.mark.parametrize('variant', [
-    v if v in CI_VARIANTS else pytest.param(v, marks=pytest.mark.slow)
-    for v in sorted(config_lib.VARIANTS)])
+# vanilla_sac's run compiles the programs of the SAC test below: one worker runs both,
+# so the second finds them in the persistent compilation cache.
+small_vanilla = pytest.mark.xdist_group('small_vanilla')
+
+
+def variant_marks(variant: str):
+  if variant not in CI_VARIANTS:
+    return pytest.mark.slow
+  return small_vanilla if variant == 'vanilla_sac' else ()
+
+
+@pytest.mark.parametrize('variant', [pytest.param(v, marks=variant_marks(v))
+                                     for v in sorted(config_lib.VARIANTS)])
 def test_variant_runs_end_to_end(variant, tmp_path, task_cache):
   config = small_config(variant=variant, num_seeds=2, total_steps=1600, eval_every=800,
                         distill_interval=300, first_distill_step=1200, log_every=400,
@@ -171,6 +197,7 @@ def test_variant_runs_end_to_end(variant, tmp_path, task_cache):
   assert json.loads((tmp_path / 'config.json').read_text())['variant'] == variant
 
 
+@small_vanilla
 def test_sac_solves_inverted_pendulum(tmp_path, task_cache):
   """Two seeds of SAC reach a mean evaluation return of at least 950 within 25,000
   steps, at one of the evaluations every 2,500 steps (SAC on this task can dip for a
