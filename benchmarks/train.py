@@ -231,8 +231,12 @@ def measure_train(trainer: train_lib.Trainer,
   collect_first_s = time.perf_counter() - start
   seeds = [_block(seed_state(state, s)) for s in range(config.num_seeds)] if alone else []
   n = FLAGS.train_steps
-  # ``train`` donates its state: every call gets the state the previous one returned.
-  timing = _time_carry(trainer.train, (state, n), n, lambda carry, out: (out[0], n))
+
+  def time_train(train, state):
+    # ``train`` donates its state: every call gets the state the previous one returned.
+    return _time_carry(train, (state, n), n, lambda carry, out: (out[0], n))
+
+  timing = time_train(trainer.train, state)
   rate = timing['steps_per_s']
   row = {
       'task': config.env, 'variant': config.variant, 'num_seeds': config.num_seeds,
@@ -245,7 +249,7 @@ def measure_train(trainer: train_lib.Trainer,
   if alone:
     per_seed = []
     for s, one in enumerate(seeds):
-      per_seed.append(_time_carry(alone.train, (one, n), n, lambda carry, out: (out[0], n)))
+      per_seed.append(time_train(alone.train, one))
       _log(f'  seed {s} alone: {per_seed[-1]["steps_per_s"]:,.1f} steps/s')
     row['alone'] = {
         'steps_per_s': [t['steps_per_s'] for t in per_seed],
