@@ -47,7 +47,7 @@ def main(argv):
         for k, v in parity.errors(task, ref).items():
           worst[k] = max(worst.get(k, 0.0), v)
       terms = {k: v for k, v in worst.items()
-               if k not in ('obs', 'reward', 'termination_mismatches')}
+               if k not in ('obs', 'reset_obs', 'reward', 'termination_mismatches')}
       row = {'task': name, 'setting': label, 'obs': worst['obs'], 'reward': worst['reward'],
              'worst_term': max(terms.values()) if terms else 0.0,
              'termination_mismatches': worst['termination_mismatches'], 'terms': terms}

@@ -32,6 +32,9 @@ class Reference:
   reward: np.ndarray  # [N]
   terminated: np.ndarray  # [N] bool
   terms: dict[str, np.ndarray]  # reward terms by Gymnasium's info key, each [N]
+  # The observation Gymnasium's reset returned for the first state [O]; None when the
+  # steps start from given states.
+  reset_obs: np.ndarray | None = None
 
 
 def gymnasium_reference(name: str, num_steps: int, seed: int = 0,
@@ -46,7 +49,7 @@ def gymnasium_reference(name: str, num_steps: int, seed: int = 0,
   env = gym.make(tasks.GYMNASIUM_IDS[name]).unwrapped
   if cone is not None:
     env.model.opt.cone = {'pyramidal': 0, 'elliptic': 1}[cone]
-  env.reset(seed=seed)
+  reset_obs, _ = env.reset(seed=seed)
   rng = np.random.default_rng(seed)
   low, high = env.action_space.low, env.action_space.high
   task_metrics = tasks.make_class(name).metric_names
@@ -71,14 +74,20 @@ def gymnasium_reference(name: str, num_steps: int, seed: int = 0,
       env.reset(seed=seed + t + 1)
   env.close()
   arrays = {k: np.asarray(v) for k, v in rows.items()}
-  return Reference(terms={k: np.asarray(v, np.float64) for k, v in terms.items()}, **arrays)
+  return Reference(terms={k: np.asarray(v, np.float64) for k, v in terms.items()},
+                   reset_obs=None if states is not None else np.asarray(reset_obs), **arrays)
 
 
 def mjx_steps(task: tasks.MjxTask, ref: Reference):
-  """The MJX task's steps from the reference's states and actions, batched."""
+  """The MJX task's steps from the reference's states and actions, batched.
+
+  Returns ``(start_obs, next_state)``: the observation ``reset_to`` gives for each
+  reference state [N, O], and the state after the step.
+  """
 
   def one(qpos, qvel, action):
-    return task.step(task.reset_to(qpos, qvel), action)
+    start = task.reset_to(qpos, qvel)
+    return start.obs, task.step(start, action)
 
   out = jax.jit(jax.vmap(one))(jnp.asarray(ref.qpos, jnp.float32),
                                jnp.asarray(ref.qvel, jnp.float32),
@@ -92,11 +101,20 @@ def errors(task: tasks.MjxTask, ref: Reference) -> dict[str, float]:
   ``obs`` is scaled, max |ours - ref| / (1 + |ref|) over every entry (observations mix
   angles with contact forces in the hundreds); the reward and each reward term are
   absolute errors; ``termination_mismatches`` counts steps whose termination differs.
+  With a trajectory reference, ``reset_obs`` is the scaled error of ``reset_to``'s
+  observation of the first state (Gymnasium's reset state, unnormalised free-joint
+  quaternions included) against the observation Gymnasium's reset returned.
   """
-  out = mjx_steps(task, ref)
-  errs = {'obs': float(np.max(np.abs(out.obs - ref.obs) / (1.0 + np.abs(ref.obs)))),
+  start_obs, out = mjx_steps(task, ref)
+  errs = {'obs': _scaled_error(out.obs, ref.obs),
           'reward': float(np.max(np.abs(out.reward - ref.reward))),
           'termination_mismatches': float(np.sum((out.done > 0) != ref.terminated))}
+  if ref.reset_obs is not None:
+    errs['reset_obs'] = _scaled_error(start_obs[0], ref.reset_obs)
   for k, v in ref.terms.items():
     errs[k] = float(np.max(np.abs(out.metrics[k] - v)))
   return errs
+
+
+def _scaled_error(ours: np.ndarray, ref: np.ndarray) -> float:
+  return float(np.max(np.abs(ours - ref) / (1.0 + np.abs(ref))))
