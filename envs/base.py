@@ -142,6 +142,11 @@ class MjxTask(brax_base.Env):
 
   def reset(self, rng: jax.Array) -> State:
     """Gymnasium's ``reset_model``: the initial pose plus reset noise."""
+    return self.reset_to(*self.sample_initial_state(rng))
+
+  def sample_initial_state(self, rng: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The ``(qpos, qvel)`` that ``reset(rng)`` starts from: the model's initial pose
+    plus Gymnasium's reset noise (no physics runs)."""
     key_qpos, key_qvel = jax.random.split(rng)
     scale = self.reset_noise_scale
     qpos = self.init_qpos + jax.random.uniform(
@@ -151,7 +156,7 @@ class MjxTask(brax_base.Env):
     else:
       qvel = self.init_qvel + jax.random.uniform(
           key_qvel, self.init_qvel.shape, minval=-scale, maxval=scale)
-    return self.reset_to(qpos, qvel)
+    return qpos, qvel
 
   def reset_to(self, qpos: jax.Array, qvel: jax.Array) -> State:
     """Starts an episode from a given physical state (Gymnasium's ``set_state``)."""

@@ -51,6 +51,11 @@ def test_reset_and_step_agree_in_types_and_do_not_retrace(task_cache):
   state2 = step(state1, jnp.ones(task.action_size))
   assert len(traces) == 1
   assert _signature(state0) == _signature(state1) == _signature(state2)
+  # reset starts from the state sample_initial_state draws for the same key.
+  qpos, qvel = task.sample_initial_state(jax.random.PRNGKey(0))
+  np.testing.assert_array_equal(state0.pipeline_state.qpos, qpos)
+  np.testing.assert_array_equal(state0.pipeline_state.qvel, qvel)
+  assert not np.array_equal(qpos, task.init_qpos)
 
 
 def test_done_is_termination_and_reset_to_sets_state(task_cache):

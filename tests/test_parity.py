@@ -62,15 +62,17 @@ def test_ant_pyramidal_gap_is_bounded():
 
 @pytest.mark.parametrize('name', sorted(CASES))
 def test_reset_noise_matches_gymnasium(name, task_cache):
-  """Reset noise: bounded like Gymnasium's and with the same spread."""
+  """Reset noise (``sample_initial_state``, which ``reset`` starts from; see
+  tests/test_envs.py): bounded like Gymnasium's and with the same spread."""
   import gymnasium as gym  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
 
   task = task_cache(name)
   n = 2000
-  states = jax.jit(jax.vmap(task.reset))(jax.random.split(jax.random.PRNGKey(3), n))
-  qpos = np.asarray(states.pipeline_state.qpos) - np.asarray(task.init_qpos)
-  qvel = np.asarray(states.pipeline_state.qvel) - np.asarray(task.init_qvel)
+  qpos, qvel = jax.jit(jax.vmap(task.sample_initial_state))(
+      jax.random.split(jax.random.PRNGKey(3), n))
+  qpos = np.asarray(qpos) - np.asarray(task.init_qpos)
+  qvel = np.asarray(qvel) - np.asarray(task.init_qvel)
   env = gym.make(envs.GYMNASIUM_IDS[name]).unwrapped
   gym_qpos, gym_qvel = [], []
   for seed in range(n):
