@@ -3,8 +3,8 @@ run.py, launch.py).
 
 One small PIEKD setting (SETTING: two seeds of three members, phases, evaluations and
 checkpoints every 500 steps) is shared by these tests. The in-process runs share one
-trainer, so its programs are traced once; the subprocesses (the CLI, stopped by
-SIGKILL, SIGTERM and SIGINT) find them compiled in JAX's persistent cache.
+trainer, so its programs are traced once; the subprocesses (the CLI, killed by SIGKILL
+and stopped by SIGTERM) find them compiled in JAX's persistent cache.
 """
 
 import io
@@ -318,22 +318,6 @@ def test_exploding_learning_rates_exit_with_code_3(tmp_path):
 # -- the command line, stopped and resumed -------------------------------------------------
 
 
-def test_sigkill_in_the_middle_then_resume_is_exact(reference, trainer, tmp_path):
-  run_dir = tmp_path / 'run'
-  with open(tmp_path / 'log.txt', 'w', encoding='utf-8') as log:
-    process = subprocess.Popen(launch_command(run_dir), cwd=tmp_path, stdout=log,
-                               stderr=subprocess.STDOUT)
-    try:
-      wait_for_records(run_dir, 2, process)
-    finally:
-      process.kill()
-      process.wait(timeout=60)
-  assert process.returncode == -signal.SIGKILL
-  assert 2 <= len(records(run_dir)) < NUM_RECORDS
-  resume_in_process(run_dir, trainer)
-  assert comparable(run_dir) == comparable(reference)
-
-
 def _stopped(process, signum, run_dir) -> int:
   """Checks how ``process`` ended after ``signum``; returns the step it stopped at."""
   _, stderr = process.communicate(timeout=600)
@@ -351,20 +335,47 @@ def _stopped(process, signum, run_dir) -> int:
   return step
 
 
-def test_sigterm_and_sigint_stop_with_a_checkpoint_and_resume_exactly(reference, trainer,
-                                                                      tmp_path):
+def test_killed_then_stopped_runs_resume_exactly(reference, trainer, tmp_path):
+  """One run through every way of stopping it. The CLI is killed (SIGKILL) after an
+  evaluation; the CLI resumes it and SIGTERM stops it with a checkpoint; a resume in
+  process is stopped by SIGINT at its first chunk boundary (the CLI reports a stop by
+  either signal the same way, exit code 128 + its number); the last resume finishes
+  the run with exactly the records of the uninterrupted run."""
   run_dir = tmp_path / 'run'
-  process = subprocess.Popen(launch_command(run_dir), cwd=tmp_path, text=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  wait_for_records(run_dir, 1, process)
-  process.send_signal(signal.SIGTERM)
-  first = _stopped(process, signal.SIGTERM, run_dir)
-  # Resumed by the CLI, then stopped again.
+  with open(tmp_path / 'log.txt', 'w', encoding='utf-8') as log:
+    process = subprocess.Popen(launch_command(run_dir), cwd=tmp_path, stdout=log,
+                               stderr=subprocess.STDOUT)
+    try:
+      wait_for_records(run_dir, 1, process)
+    finally:
+      process.kill()
+      process.wait(timeout=60)
+  assert process.returncode == -signal.SIGKILL
+  killed_at = len(records(run_dir))
+  assert 1 <= killed_at < NUM_RECORDS
+  # Resumed by the CLI (from the newest checkpoint the kill left), then SIGTERM.
   process = subprocess.Popen(launch_command(run_dir, '--resume'), cwd=tmp_path, text=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  wait_for_records(run_dir, first // SETTING['eval_every'] + 1, process)
-  process.send_signal(signal.SIGINT)
-  second = _stopped(process, signal.SIGINT, run_dir)
-  assert first < second < SETTING['total_steps']
+  wait_for_records(run_dir, killed_at + 1, process)
+  process.send_signal(signal.SIGTERM)
+  first = _stopped(process, signal.SIGTERM, run_dir)
+  # Resumed in process; SIGINT arrives during its first chunk.
+  sent = []
+
+  def train(state, num_steps):
+    if not sent:
+      signal.raise_signal(signal.SIGINT)
+      sent.append(int(state.step))
+    return trainer.train(state, num_steps)
+
+  with pytest.raises(run_lib.Stopped) as stopped:
+    resume_in_process(run_dir, trainer._replace(train=train))
+  second = stopped.value.step
+  assert stopped.value.signum == signal.SIGINT
+  assert sent == [first] and second == first + SETTING['log_every'] < SETTING['total_steps']
+  assert stopped.value.checkpoint == os.path.join(run_dir, checkpoint_lib.CHECKPOINTS,
+                                                  str(second))
+  assert os.path.isdir(stopped.value.checkpoint)
+  assert all(r['step'] <= second for r in records(run_dir))
   resume_in_process(run_dir, trainer)
   assert comparable(run_dir) == comparable(reference)
