@@ -7,7 +7,7 @@ update at every step); "seed-steps/s" is S times that, the work of all S seeds.
 1. Ours: for every task in ``--tasks``, S in ``--num_seeds`` and K in
    ``--ensemble_sizes``: ``make_trainer`` with ``--hidden_sizes`` networks and
    ``--batch_size`` minibatches, ``--warmup_steps`` of ``trainer.collect`` to fill the
-   buffer, one untimed ``trainer.train(state, n)`` (compilation), then ``--repeats``
+   buffer, one untimed ``trainer.train(state, n)``, then ``--repeats``
    timed calls of ``n = --train_steps`` steps; the median is reported. K = 1 is
    ``vanilla_sac``, K > 1 the same members on a shared buffer without sharing
    (``ensemble_sac``).
@@ -300,7 +300,8 @@ class Measurements:
         alone = self.trainer(make_config(task, 1, ensemble_size, variant, replay_capacity))
       row = measure_train(self.trainer(config), alone)
       _log(f'  {row["steps_per_s"]:,.1f} steps/s, {row["seed_steps_per_s"]:,.1f} '
-           f'seed-steps/s (first call {row["first_call_s"]:.1f} s)')
+           f'seed-steps/s (first calls of collect and train '
+           f'{row["collect_first_call_s"] + row["first_call_s"]:.1f} s)')
       self.rows.append(row)
     return row
 
@@ -678,19 +679,20 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
   settings = results['flags']
   tables = []
   rows = [['task', 'variant', 'S', 'K', 'C', 'steps/s (one seed)', 'seed-steps/s',
-           'ms/step', 'first call (s)']]
+           'ms/step', 'first calls (s)']]
   for r in results['train']:
     rows.append([r['task'], r['variant'], str(r['num_seeds']), str(r['ensemble_size']),
                  f'{r["replay_capacity"]:,}', _f(r['steps_per_s'], 1),
                  _f(r['seed_steps_per_s'], 1), _f(r['step_ms'], 2),
-                 _f(r['first_call_s'], 1)])
+                 _f(r['collect_first_call_s'] + r['first_call_s'], 1)])
   tables.append((
       f'1. Training throughput: environment steps per second of one seed (each step: '
       f'act, task step, replay insert, one SAC update of every member on its own '
       f'minibatch of {settings["batch_size"]}); seed-steps/s = S x that. Median of '
       f'{settings["repeats"]} calls of trainer.train({settings["train_steps"]}) after '
-      f'{settings["warmup_steps"]:,} warm-up steps and one untimed (compiling) call. '
-      f'Every row measured in the same run, including those of the sections below.', rows))
+      f'{settings["warmup_steps"]:,} warm-up steps and one untimed call; first calls: the '
+      f'seconds of the warm-up call of trainer.collect and the first trainer.train call, '
+      f'compilation included. Every row measured in the same run, including those of the sections below.', rows))
 
   capacity = results.get('capacity') or []
   if capacity:

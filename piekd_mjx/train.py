@@ -8,7 +8,10 @@ minibatch. A step is vmapped over a batch of ``seed_batch`` seeds and the member
 updates over [K] inside it; an axis of length 1 is squeezed instead of vmapped
 (``vmap_or_squeeze``). A chunk of steps is one ``lax.fori_loop`` whose trip count is a
 traced argument, so chunks of any length reuse one compiled program and the host
-touches the state only between chunks. With several batches of seeds (the CPU's
+touches the state only between chunks. Warm-up and learning chunks are the same
+program too (``Trainer.chunk``): whether a chunk learns is a traced flag (it picks the
+action and sets the trip count of the step's update loop), so a run compiles its step
+once, not twice. With several batches of seeds (the CPU's
 default is one seed per batch), the batches run one after another, each through the
 whole chunk: on an accelerator all seeds in one batch is fastest; on a CPU a batch's
 working set (parameters, optimiser states and activations of b x K members) had better
@@ -68,6 +71,8 @@ class Trainer(NamedTuple):
 
   Attributes:
     init: () -> TrainState for ``config.num_seeds`` seeds.
+    chunk: (state, num_steps, learn) -> (state, metrics): the one jitted program
+      behind ``collect`` (learn=False) and ``train`` (learn=True); ``learn`` is traced.
     collect: (state, num_steps) -> (state, metrics): warm-up steps, uniform random
       actions, no update. ``state`` is donated.
     train: (state, num_steps) -> (state, metrics): steps with the acting member's
@@ -81,6 +86,7 @@ class Trainer(NamedTuple):
   """
 
   init: Callable[[], TrainState]
+  chunk: Callable[[TrainState, int, bool], tuple[TrainState, Metrics]]
   collect: Callable[[TrainState, int], tuple[TrainState, Metrics]]
   train: Callable[[TrainState, int], tuple[TrainState, Metrics]]
   phase: Callable[[TrainState], tuple[TrainState, Metrics]] | None
@@ -183,17 +189,18 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
   batch = seed_batch(config)
   num_batches = num_seeds // batch
 
-  def seed_act(members, env_state, ensemble_state, key, learn: bool):
+  def seed_act(members, env_state, ensemble_state, key, learn: jax.Array):
     """One environment step of one seed: the acting member (or, warming up, uniform
     noise) acts, the task steps, the episode statistics follow. Returns the next
     environment state, the transition, the ensemble state, the key of this step's
     updates and the seed's next key."""
     key_act, key_select, key_update, key_next = jax.random.split(key, 4)
-    if learn:
-      actor_params = jax.tree.map(lambda x: x[ensemble_state.acting], members.actor_params)
-      action = sac.act(actor_params, env_state.obs, key_act)  # [A]
-    else:
-      action = jax.random.uniform(key_act, (action_size,), minval=-1.0, maxval=1.0)
+    # Both actions are computed (the actor's is one small forward pass) and ``learn``
+    # picks one: a select of two [A] vectors, where a cond would pass the members'
+    # parameters through a branch.
+    actor_params = jax.tree.map(lambda x: x[ensemble_state.acting], members.actor_params)
+    action = jnp.where(learn, sac.act(actor_params, env_state.obs, key_act),  # [A]
+                       jax.random.uniform(key_act, (action_size,), minval=-1.0, maxval=1.0))
     next_state = env.step_without_restart(env_state, action)
     transition = sac_lib.Transition(
         obs=env_state.obs, action=action, reward=next_state.reward,
@@ -218,25 +225,35 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
   per_batch_seed = functools.partial(vmap_or_squeeze, size=batch)
   update = per_batch_seed(per_member(sac.update))  # members [b, K], minibatches [b, K, B]
 
-  def step(state: TrainState, seeds: jax.Array, learn: bool) -> tuple[TrainState, Metrics]:
-    """One environment step of the batch of seeds ``seeds`` [b], and (if ``learn``) the
-    members' updates. ``state``'s per-seed leaves lead with [b], except the replay
-    buffers: all S of them, which the batch's insert and samples index in place (a
-    scatter and a gather into data [S, C, W]; the buffer is never sliced or copied)."""
+  def step(state: TrainState, seeds: jax.Array, learn: jax.Array
+           ) -> tuple[TrainState, Metrics]:
+    """One environment step of the batch of seeds ``seeds`` [b], and (if ``learn``, a
+    traced bool) the members' updates. ``state``'s per-seed leaves lead with [b], except
+    the replay buffers: all S of them, which the batch's insert and samples index in
+    place (a scatter and a gather into data [S, C, W]; the buffer is never sliced or
+    copied). Warm-up and learning steps are one program: the updates are a loop of
+    ``updates_per_step`` trips when learning and none when warming up, so the members'
+    state stays in place (a ``lax.cond`` whose other branch returned it unchanged made
+    XLA copy it every step); the minibatches are drawn either way, before that loop."""
     env_state, transition, ensemble_state, key_update, keys = per_batch_seed(
         functools.partial(seed_act, learn=learn))(
             state.members, state.env_state, state.ensemble, state.key)
     replay_state = replay.add_at(state.replay, seeds, transition)
-    members = state.members
-    metrics = {name: jnp.zeros((batch, num_members), jnp.float32) for name in SAC_METRICS}
-    if learn:
-      sample_keys, sgd_keys = per_batch_seed(update_keys)(key_update)  # [b, U, K, 2]
-      for u in range(config.updates_per_step):
-        batches = replay.sample_at(replay_state, seeds, sample_keys[:, u],
-                                   config.batch_size)  # leaves [b, K, B, ...]
-        members, step_metrics = update(members, batches, sgd_keys[:, u])
-        metrics = {name: metrics[name] + step_metrics[name] / config.updates_per_step
-                   for name in SAC_METRICS}
+    sample_keys, sgd_keys = per_batch_seed(update_keys)(key_update)  # [b, U, K, 2]
+    batches = [replay.sample_at(replay_state, seeds, sample_keys[:, u], config.batch_size)
+               for u in range(config.updates_per_step)]  # leaves [b, K, B, ...] each
+    batches = jax.tree.map(lambda *x: jnp.stack(x), *batches)  # leaves [U, b, K, B, ...]
+
+    def one_update(u, carry):
+      members, sums = carry
+      members, metrics = update(members, jax.tree.map(lambda x: x[u], batches),
+                                sgd_keys[:, u])
+      return members, {name: sums[name] + metrics[name] for name in SAC_METRICS}
+
+    zeros = {name: jnp.zeros((batch, num_members), jnp.float32) for name in SAC_METRICS}
+    num_updates = jnp.where(learn, config.updates_per_step, 0)
+    members, sums = jax.lax.fori_loop(0, num_updates, one_update, (state.members, zeros))
+    metrics = {name: sums[name] / config.updates_per_step for name in SAC_METRICS}
     # Episodes end rarely: restart the ended ones only on steps where one did (a
     # vmapped lax.cond would be a select of both branches).
     env_state = env.restart_ended(env_state, over=per_batch_seed)
@@ -244,55 +261,56 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
                           ensemble=ensemble_state, key=keys, step=state.step + 1)
     return state, metrics
 
-  def make_chunk(learn: bool):
-    def batch_chunk(state: TrainState, seeds: jax.Array,
-                    num_steps) -> tuple[TrainState, Metrics]:
-      """``num_steps`` steps of the batch of seeds ``seeds`` (see ``step``); the sums of
-      the SAC metrics and the first step with a non-finite one (-1 if none), [b, K]."""
-      def body(_, carry):
-        state, sums, nonfinite_step = carry
-        state, metrics = step(state, seeds, learn)
-        finite = jnp.stack([jnp.isfinite(metrics[k]) for k in SAC_METRICS]).all(0)  # [b, K]
-        nonfinite_step = jnp.where((nonfinite_step < 0) & ~finite, state.step,
-                                   nonfinite_step)
-        return state, {k: sums[k] + metrics[k] for k in SAC_METRICS}, nonfinite_step
+  def batch_chunk(state: TrainState, seeds: jax.Array, num_steps,
+                  learn: jax.Array) -> tuple[TrainState, Metrics]:
+    """``num_steps`` steps of the batch of seeds ``seeds`` (see ``step``); the sums of
+    the SAC metrics and the first step with a non-finite one (-1 if none), [b, K]."""
+    def body(_, carry):
+      state, sums, nonfinite_step = carry
+      state, metrics = step(state, seeds, learn)
+      finite = jnp.stack([jnp.isfinite(metrics[k]) for k in SAC_METRICS]).all(0)  # [b, K]
+      nonfinite_step = jnp.where((nonfinite_step < 0) & ~finite, state.step,
+                                 nonfinite_step)
+      return state, {k: sums[k] + metrics[k] for k in SAC_METRICS}, nonfinite_step
 
-      zeros = {k: jnp.zeros((batch, num_members), jnp.float32) for k in SAC_METRICS}
-      none = jnp.full((batch, num_members), -1, jnp.int32)
-      state, sums, nonfinite_step = jax.lax.fori_loop(0, num_steps, body,
-                                                      (state, zeros, none))
-      return state, {**sums, 'health/nonfinite_loss_step': nonfinite_step}
+    zeros = {k: jnp.zeros((batch, num_members), jnp.float32) for k in SAC_METRICS}
+    none = jnp.full((batch, num_members), -1, jnp.int32)
+    state, sums, nonfinite_step = jax.lax.fori_loop(0, num_steps, body,
+                                                    (state, zeros, none))
+    return state, {**sums, 'health/nonfinite_loss_step': nonfinite_step}
 
-    def chunk(state: TrainState, num_steps) -> tuple[TrainState, Metrics]:
-      num_steps = jnp.asarray(num_steps, jnp.int32)
-      if num_batches == 1:
-        state, metrics = batch_chunk(state, jnp.arange(num_seeds), num_steps)
-      else:
-        # The batches one after another, each through the whole chunk: its slice of
-        # the (small) per-seed state is read and written back once per chunk.
-        def body(i, carry):
-          full, metrics = carry
-          first = i * batch
-          take = lambda x: jax.lax.dynamic_slice_in_dim(x, first, batch)
-          put = lambda x, y: jax.lax.dynamic_update_slice_in_dim(x, y, first, 0)
-          part, part_metrics = batch_chunk(batch_part(full, take),
-                                           first + jnp.arange(batch), num_steps)
-          full = batch_part(full, put, part).replace(replay=part.replay)
-          return full, jax.tree.map(put, metrics, part_metrics)
+  def chunk(state: TrainState, num_steps, learn) -> tuple[TrainState, Metrics]:
+    num_steps = jnp.asarray(num_steps, jnp.int32)
+    learn = jnp.asarray(learn, jnp.bool_)
+    if num_batches == 1:
+      state, metrics = batch_chunk(state, jnp.arange(num_seeds), num_steps, learn)
+    else:
+      # The batches one after another, each through the whole chunk: its slice of
+      # the (small) per-seed state is read and written back once per chunk.
+      def body(i, carry):
+        full, metrics = carry
+        first = i * batch
+        take = lambda x: jax.lax.dynamic_slice_in_dim(x, first, batch)
+        put = lambda x, y: jax.lax.dynamic_update_slice_in_dim(x, y, first, 0)
+        part, part_metrics = batch_chunk(batch_part(full, take),
+                                         first + jnp.arange(batch), num_steps, learn)
+        full = batch_part(full, put, part).replace(replay=part.replay)
+        return full, jax.tree.map(put, metrics, part_metrics)
 
-        metrics = {k: jnp.zeros((num_seeds, num_members), jnp.float32)
-                   for k in SAC_METRICS}
-        metrics['health/nonfinite_loss_step'] = jnp.zeros((num_seeds, num_members),
-                                                          jnp.int32)
-        steps = state.step
-        state, metrics = jax.lax.fori_loop(0, num_batches, body, (state, metrics))
-        state = state.replace(step=steps + num_steps)
-      count = jnp.maximum(num_steps, 1).astype(jnp.float32)
-      metrics = {k: v / count if k in SAC_METRICS else v for k, v in metrics.items()}
-      metrics['health/finite_params'] = members_finite(state.members)
-      return state, metrics
+      metrics = {k: jnp.zeros((num_seeds, num_members), jnp.float32)
+                 for k in SAC_METRICS}
+      metrics['health/nonfinite_loss_step'] = jnp.zeros((num_seeds, num_members),
+                                                        jnp.int32)
+      steps = state.step
+      state, metrics = jax.lax.fori_loop(0, num_batches, body, (state, metrics))
+      state = state.replace(step=steps + num_steps)
+    count = jnp.maximum(num_steps, 1).astype(jnp.float32)
+    metrics = {k: v / count if k in SAC_METRICS else v for k, v in metrics.items()}
+    metrics['health/finite_params'] = members_finite(state.members)
+    return state, metrics
 
-    return jax.jit(with_precision(config.matmul_precision, chunk), donate_argnums=0)
+  # Warm-up (collect) and learning (train) chunks are one compiled program.
+  chunk_program = jax.jit(with_precision(config.matmul_precision, chunk), donate_argnums=0)
 
   phase = None
   if config.share != 'none':
@@ -317,8 +335,9 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
   # only in --seed share their compiled programs.
   base_key = jax.random.PRNGKey(config.seed)
   return Trainer(
-      init=functools.partial(jax.jit(init), base_key), collect=make_chunk(learn=False),
-      train=make_chunk(learn=True), phase=phase,
+      init=functools.partial(jax.jit(init), base_key), chunk=chunk_program,
+      collect=functools.partial(chunk_program, learn=False),
+      train=functools.partial(chunk_program, learn=True), phase=phase,
       evaluate=functools.partial(
           jax.jit(with_precision(config.matmul_precision, evaluate)), base_key),
       finite_params=jax.jit(lambda state: members_finite(state.members)), config=config,

@@ -57,12 +57,18 @@ tiny = pytest.mark.xdist_group('tiny_trainers')
 def test_chunks_of_any_length_reuse_one_program(tiny_trainer):
   trainer = tiny_trainer(2, 1)
   state = trainer.init()
+  initial = jax.tree.map(np.asarray, state.members)
   state, _ = trainer.collect(state, 8)
-  state, _ = trainer.collect(state, 3)
+  state, m0 = trainer.collect(state, 3)
+  # Warm-up steps leave the members alone and report no losses.
+  for a, b in zip(jax.tree.leaves(state.members), jax.tree.leaves(initial)):
+    np.testing.assert_array_equal(a, b)
+  assert not np.any(m0['sac/critic_loss'])
   state, m1 = trainer.train(state, 5)
+  assert not np.array_equal(state.members.log_alpha, initial.log_alpha)
   state, m2 = trainer.train(state, 7)
-  assert trainer.collect._cache_size() == 1  # pylint: disable=protected-access
-  assert trainer.train._cache_size() == 1  # pylint: disable=protected-access
+  # Warm-up and learning chunks of every length: one compiled program.
+  assert trainer.chunk._cache_size() == 1  # pylint: disable=protected-access
   assert int(state.step) == 23
   np.testing.assert_array_equal(state.replay.size, [23, 23])
   assert m1['sac/critic_loss'].shape == (2, 1)
@@ -96,13 +102,12 @@ def test_train_step_never_copies_the_replay_buffer(num_seeds, seed_batch, tiny_t
   capacity = TINY['replay_capacity']
   trainer = tiny_trainer(num_seeds, seed_batch)
   state = trainer.init()
-  for program in (trainer.collect, trainer.train):
-    text = program.lower(state, 5).compile().as_text()
-    buffer_shape = f'f32[{num_seeds},{capacity},'
-    copies = [line for line in text.splitlines()
-              if buffer_shape in line and re.search(r'= \S+ copy\(', line)]
-    assert not copies, copies[:3]
-    assert buffer_shape in text
+  text = trainer.chunk.lower(state, 5, True).compile().as_text()  # collect and train
+  buffer_shape = f'f32[{num_seeds},{capacity},'
+  copies = [line for line in text.splitlines()
+            if buffer_shape in line and re.search(r'= \S+ copy\(', line)]
+  assert not copies, copies[:3]
+  assert buffer_shape in text
 
 
 @tiny
