@@ -38,7 +38,7 @@ class Ant(base.MjxTask):
   main_body = 1  # the torso
 
   def _contact_forces(self, data):
-    return jnp.clip(data.cfrc_ext, *self.contact_force_range)
+    return jnp.clip(base.cfrc_ext(data), *self.contact_force_range)
 
   def _observation(self, data):
     return jnp.concatenate([data.qpos[2:], data.qvel,

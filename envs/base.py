@@ -209,6 +209,21 @@ def state_vector(data: mjx.Data) -> jax.Array:
   return jnp.concatenate([data.qpos, data.qvel])
 
 
+# MJX 3.17 keeps some fields among its JAX implementation's, ``data._impl``; reading
+# them from ``Data`` itself is deprecated (a DeprecationWarning on every trace).
+
+
+def cfrc_ext(data: mjx.Data) -> jax.Array:
+  """The external contact forces of every body [nbody, 6] (after
+  ``mjx.rne_postconstraint``)."""
+  return data._impl.cfrc_ext  # pylint: disable=protected-access
+
+
+def cinert(data: mjx.Data) -> jax.Array:
+  """The com-based inertia of every body [nbody, 10]."""
+  return data._impl.cinert  # pylint: disable=protected-access
+
+
 def control_cost(weight: float, action: jax.Array) -> jax.Array:
   return weight * jnp.sum(jnp.square(action))
 

@@ -54,9 +54,9 @@ class Humanoid(base.MjxTask):
     return (mass @ data.xipos / jnp.sum(mass))[:2]
 
   def _observation(self, data):
-    return jnp.concatenate([data.qpos[2:], data.qvel, data.cinert[1:].ravel(),
+    return jnp.concatenate([data.qpos[2:], data.qvel, base.cinert(data)[1:].ravel(),
                             data.cvel[1:].ravel(), data.qfrc_actuator[6:],
-                            data.cfrc_ext[1:].ravel()])
+                            base.cfrc_ext(data)[1:].ravel()])
 
   def _reward_and_termination(self, data0, data, action, obs):
     xy_velocity = (self._mass_center(data) - self._mass_center(data0)) / self.dt
@@ -65,7 +65,7 @@ class Humanoid(base.MjxTask):
     forward = self.forward_reward_weight * xy_velocity[0]
     survive = self.healthy_reward * healthy
     ctrl = base.control_cost(self.ctrl_cost_weight, data.ctrl)
-    contact = jnp.clip(self.contact_cost_weight * jnp.sum(jnp.square(data.cfrc_ext)),
+    contact = jnp.clip(self.contact_cost_weight * jnp.sum(jnp.square(base.cfrc_ext(data))),
                        *self.contact_cost_range)
     reward = forward + survive - ctrl - contact
     metrics = {'reward_survive': survive, 'reward_forward': forward, 'reward_ctrl': -ctrl,
