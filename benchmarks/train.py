@@ -692,7 +692,8 @@ def _tables(results: dict[str, Any]) -> list[tuple[str, list[list[str]]]]:
       f'{settings["repeats"]} calls of trainer.train({settings["train_steps"]}) after '
       f'{settings["warmup_steps"]:,} warm-up steps and one untimed call; first calls: the '
       f'seconds of the warm-up call of trainer.collect and the first trainer.train call, '
-      f'compilation included. Every row measured in the same run, including those of the sections below.', rows))
+      f'compilation included. Every row measured in the same run, including those of '
+      f'the sections below.', rows))
 
   capacity = results.get('capacity') or []
   if capacity:
