@@ -46,8 +46,7 @@ def main(argv):
         ref = parity.gymnasium_reference(name, _STEPS.value, seed=int(seed), cone=cone)
         for k, v in parity.errors(task, ref).items():
           worst[k] = max(worst.get(k, 0.0), v)
-      terms = {k: v for k, v in worst.items()
-               if k not in ('obs', 'reset_obs', 'reward', 'termination_mismatches')}
+      terms = {k: worst[k] for k in task.metric_names}  # reward terms and diagnostics
       row = {'task': name, 'setting': label, 'obs': worst['obs'], 'reward': worst['reward'],
              'worst_term': max(terms.values()) if terms else 0.0,
              'termination_mismatches': worst['termination_mismatches'], 'terms': terms}
