@@ -31,27 +31,15 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from piekd_mjx import rundir
 from piekd_mjx import train as train_lib
-from piekd_mjx.config import Config
 
-CHECKPOINTS = 'checkpoints'
-CORRUPT = 'checkpoints.corrupt'
+CHECKPOINTS, CORRUPT = rundir.CHECKPOINTS, rundir.CORRUPT
 _TMP_SUFFIX = '.orbax-checkpoint-tmp'  # how orbax names a step directory being written
 
 
 class ResumeError(Exception):
   """A run cannot be resumed as asked: bad input, reported in one line (exit code 2)."""
-
-
-def checkpoint_steps(config: Config) -> list[int]:
-  """The evaluation steps after which the run checkpoints: the first evaluation at or
-  after every multiple of ``checkpoint_every``, and the last one."""
-  evals = train_lib.eval_steps(config)
-  every = config.checkpoint_every
-  steps = [t for previous, t in zip([0] + evals, evals) if t // every > previous // every]
-  if steps[-1:] != evals[-1:]:
-    steps.append(evals[-1])
-  return steps
 
 
 def arrays_to_json(arrays: Mapping[str, Any]) -> dict[str, Any]:

@@ -97,7 +97,8 @@ class Config:
   ensemble_size: int = _field(1, 'Number of members K sharing one replay buffer.')
   recent_episodes: int = _field(
       5, 'M: a member is scored by the mean return of its last M training episodes.')
-  distill_interval: int = _field(5000, 'I: environment steps between phases.')
+  distill_interval: int = _field(
+      5000, 'I: a phase follows every step t > warmup_steps with t % I == 0 (not the last).')
   share: str = _field(
       'none', "What a phase does: 'none', 'distill', 'hardcopy' or 'extra' (updates).")
   teacher: str = _field('best', "Teacher election: 'best' (argmax R_k) or 'random'.")
@@ -111,8 +112,6 @@ class Config:
   extra_updates: str = _field(
       'policy_alpha',
       "Networks the *_extra variants update: 'policy_alpha' (reference) or 'all'.")
-  first_distill_step: int = _field(
-      15_000, 'Step of the first phase (the reference waits past warm-up).')
 
   def target_entropy(self, action_size: int) -> float:
     """SAC's target entropy, -target_entropy_scale * dim(A)."""
@@ -128,7 +127,7 @@ class Config:
       value = getattr(self, name)
       if not _is_int(value) or value <= 0:
         _fail(name, value, 'a positive integer')
-    for name in ('seed', 'warmup_steps', 'first_distill_step', 'seed_batch'):
+    for name in ('seed', 'warmup_steps', 'seed_batch'):
       value = getattr(self, name)
       if not _is_int(value) or value < 0:
         _fail(name, value, 'a non-negative integer')
@@ -181,11 +180,75 @@ def from_dict(values: Mapping[str, Any]) -> Config:
   """The ``Config`` of a ``dataclasses.asdict`` (e.g. a run's ``config.json``); fields
   it lacks take their defaults. Raises ValueError on an unknown field."""
   hints = typing.get_type_hints(Config)
+  values = dict(values)
+  if 'first_distill_step' in values:
+    _check_retired_first_distill_step(values)
   unknown = sorted(set(values) - set(hints))
   if unknown:
     raise ValueError(f'unknown Config fields {unknown}')
   return Config(**{name: tuple(value) if typing.get_origin(hints[name]) is tuple else value
                    for name, value in values.items()})
+
+
+def _check_retired_first_distill_step(values: dict[str, Any]) -> None:
+  """Drops ``first_distill_step`` (written by versions before the reference's phase
+  rule) from ``values`` when its first phase is the one the rule gives; raises
+  ValueError otherwise, since this version would run another schedule."""
+  first = values.pop('first_distill_step')
+  defaults = Config()
+  interval = values.get('distill_interval', defaults.distill_interval)
+  warmup = values.get('warmup_steps', defaults.warmup_steps)
+  if values.get('share', defaults.share) == 'none' or not _is_int(interval) or interval <= 0:
+    return
+  old = max(interval, -(-first // interval) * interval)
+  new = (warmup // interval + 1) * interval
+  if old != new:
+    raise ValueError(
+        f'first_distill_step={first} (first phase at step {old}) was written by an older '
+        f'piekd_mjx; this version runs the first phase at step {new} (the first multiple of '
+        f'--distill_interval={interval} past --warmup_steps={warmup}), so the run cannot '
+        'go on with the same schedule')
+
+
+def ignored_flags(config: Config) -> list[str]:
+  """One line per field set away from its default (or from the variant's value) that
+  ``config``'s variant ignores, naming the flag and why; the run goes on without it."""
+  defaults = Config()
+  changed = lambda name: getattr(config, name) != getattr(defaults, name)
+  variant_share = VARIANTS[config.variant](defaults).share if config.variant in VARIANTS else None
+  lines = []
+
+  def ignored(names, why):
+    lines.extend(f'--{name}={getattr(config, name)!r} is ignored: {why}'
+                 for name in names if changed(name))
+
+  if variant_share is not None and config.share != variant_share:
+    lines.append(f'--share={config.share!r} replaces what --variant={config.variant} '
+                 f'shares ({variant_share!r}): the run is no longer that variant')
+  phase_fields = ('distill_interval', 'teacher', 'distill_data', 'distill_epochs',
+                  'distill_batch_size', 'distill_sample_batches', 'distill_lr',
+                  'extra_updates')
+  if config.share == 'none':
+    ignored(phase_fields, f'--share=none (--variant={config.variant}) has no phases')
+    return lines
+  if config.share in ('distill', 'hardcopy') and config.ensemble_size < 2:
+    ignored(phase_fields, f'--share={config.share} with --ensemble_size='
+            f'{config.ensemble_size} has no student, so the run has no phases')
+    lines.append(f'--share={config.share} with --ensemble_size={config.ensemble_size} '
+                 'does nothing: a phase needs a teacher and at least one student')
+    return lines
+  if config.share == 'extra':
+    ignored(('teacher',), '--share=extra elects no teacher')
+    ignored(('distill_lr',), "--share=extra updates the members with their own SAC "
+            'optimisers')
+  else:
+    ignored(('extra_updates',), f'--share={config.share} does no extra updates')
+  if config.share == 'hardcopy':
+    ignored(('distill_data', 'distill_epochs', 'distill_sample_batches', 'distill_lr'),
+            '--share=hardcopy copies the teacher and takes no gradient step')
+  elif config.distill_data == 'full':
+    ignored(('distill_sample_batches',), "--distill_data='full' visits the whole buffer")
+  return lines
 
 
 def check_resumable(run: Config, resumed: Config) -> None:

@@ -38,7 +38,10 @@ import jax
 import numpy as np
 
 from piekd_mjx import checkpoint as checkpoint_lib
+from piekd_mjx import config as config_lib
 from piekd_mjx import ensemble as ensemble_lib
+from piekd_mjx import rundir
+from piekd_mjx import schedule
 from piekd_mjx import train as train_lib
 from piekd_mjx.config import Config
 
@@ -46,8 +49,8 @@ from piekd_mjx.config import Config
 # between two runs of the same config and seed on the same machine.
 WALL_CLOCK_FIELDS = ('wall_time', 'steps_per_second', 'eval/seconds')
 
-METRICS_FILE = 'metrics.jsonl'
-CONFIG_FILE = 'config.json'
+METRICS_FILE, CONFIG_FILE = rundir.METRICS_FILE, rundir.CONFIG_FILE
+LOG_FILE, TENSORBOARD_DIR = rundir.LOG_FILE, rundir.TENSORBOARD_DIR
 
 
 class NonFiniteError(Exception):
@@ -105,36 +108,90 @@ def _tolist(x) -> Any:
   return arr.tolist()
 
 
+def scalar_tags(name: str, value: Any) -> Iterator[tuple[str, float]]:
+  """TensorBoard's (tag, value) pairs of one metric: a scalar as it is, an [S] array
+  per seed (``name/seed_0``, ...) and an [S, K] array per seed and member
+  (``name/seed_0/member_1``, ...), the arrays also with their mean (``name/mean``)
+  over the finite entries."""
+  arr = np.asarray(value if value is not None else np.nan, dtype=np.float64)
+  if arr.ndim == 0:
+    yield name, float(arr)
+    return
+  if arr.size == 0 or arr.ndim > 2:
+    return
+  for index in np.ndindex(arr.shape):
+    parts = [f'seed_{index[0]}'] + ([f'member_{index[1]}'] if arr.ndim == 2 else [])
+    yield '/'.join([name, *parts]), float(arr[index])
+  finite = arr[np.isfinite(arr)]
+  if finite.size:
+    yield f'{name}/mean', float(finite.mean())
+
+
 class MetricsWriter:
-  """``metrics.jsonl`` and, if tensorboardX is installed, TensorBoard scalars."""
+  """``metrics.jsonl`` and, if tensorboardX is installed, TensorBoard scalars of every
+  metric per seed and member (``scalar_tags``)."""
 
   def __init__(self, run_dir: str):
     self._file = open(os.path.join(run_dir, METRICS_FILE), 'a', encoding='utf-8')
     try:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(run_dir, 'tensorboard'))
+      self._tb = SummaryWriter(os.path.join(run_dir, TENSORBOARD_DIR))
     except ImportError:
       self._tb = None
 
   def write(self, record: dict[str, Any]) -> None:
+    """Appends an evaluation record to ``metrics.jsonl`` and its scalars to TensorBoard
+    (the last phase's metrics are written at their own step by ``write_phase``)."""
     self._file.write(json.dumps(record) + '\n')
     self._file.flush()
-    if self._tb is not None:
-      step = record['step']
-      for name, value in record.items():
-        arr = np.asarray(value if value is not None else np.nan, dtype=np.float64)
-        if name == 'step' or arr.size == 0:
-          continue
-        if arr.ndim == 0:
-          self._tb.add_scalar(name, float(arr), step)
-        elif name == 'eval/returns':
-          self._tb.add_scalar('eval/return_best_mean', float(np.nanmean(arr.max(-1))), step)
-      self._tb.flush()
+    self._scalars(record['step'], {k: v for k, v in record.items()
+                                   if k != 'step' and not k.startswith('distill/')
+                                   or k == 'distill/num_phases'})
+
+  def write_phase(self, step: int, metrics: dict[str, Any]) -> None:
+    """A phase's metrics (teacher, R_k, KL and MSE before and after, ...) at its step,
+    to TensorBoard only (``metrics.jsonl`` carries them in the next record)."""
+    self._scalars(step, metrics)
+
+  def _scalars(self, step: int, metrics: dict[str, Any]) -> None:
+    if self._tb is None:
+      return
+    for name, value in metrics.items():
+      for tag, scalar in scalar_tags(name, value):
+        self._tb.add_scalar(tag, scalar, step)
+    self._tb.flush()
 
   def close(self) -> None:
     self._file.close()
     if self._tb is not None:
       self._tb.close()
+
+
+class _Output:
+  """Progress lines to ``out``, warnings to ``err``, both also to the run's log file."""
+
+  def __init__(self, out: TextIO, err: TextIO):
+    self._out, self._err, self._file = out, err, None
+
+  def open(self, run_dir: str) -> None:
+    self._file = open(os.path.join(run_dir, LOG_FILE), 'a', encoding='utf-8')
+
+  def log(self, message: str) -> None:
+    print(message, file=self._out, flush=True)
+    self._record(message)
+
+  def warn(self, message: str) -> None:
+    print(f'warning: {message}', file=self._err, flush=True)
+    self._record(f'warning: {message}')
+
+  def _record(self, line: str) -> None:
+    if self._file is not None:
+      self._file.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")}  {line}\n')
+      self._file.flush()
+
+  def close(self) -> None:
+    if self._file is not None:
+      self._file.close()
 
 
 def run(config: Config, run_dir: str, out: TextIO = sys.stdout,
@@ -145,13 +202,14 @@ def run(config: Config, run_dir: str, out: TextIO = sys.stdout,
   Args:
     config: the run's configuration.
     run_dir: the run directory (created if missing).
-    out: where progress lines go.
+    out: where progress lines go (and the run's log file ``run.log``).
     trainer: the programs of ``config`` (built when None).
     resume: continue from the newest checkpoint in ``run_dir`` that restores (from step
       0 when there is none); the records of ``metrics.jsonl`` past its step are
       dropped (the original is kept as ``metrics.jsonl.before-resume-<n>``) since this
       run writes them again.
-    err: where warnings go.
+    err: where warnings go (and ``run.log``): the flags the variant ignores
+      (``config.ignored_flags``), checkpoints that do not restore.
 
   Returns:
     The metrics records this call wrote.
@@ -164,20 +222,23 @@ def run(config: Config, run_dir: str, out: TextIO = sys.stdout,
     Stopped: SIGINT or SIGTERM arrived; a checkpoint of the step reached was written.
   """
   trainer = trainer or train_lib.make_trainer(config)
-  log = lambda msg: print(msg, file=out, flush=True)
-  warn = lambda msg: print(f'warning: {msg}', file=err, flush=True)
-  per_seed = replay_bytes_per_seed(trainer)
-  log(f'{config.env} · {config.variant} · S={config.num_seeds} K={config.ensemble_size} · '
-      f'replay {config.replay_capacity:,} × {trainer.replay.bytes_per_transition} B = '
-      f'{per_seed / 2**20:,.1f} MiB per seed ({config.num_seeds * per_seed / 2**20:,.1f} MiB '
-      f'in all) on {jax.devices()[0].platform}')
+  output = _Output(out, err)
   os.makedirs(run_dir, exist_ok=True)
+  output.open(run_dir)
+  per_seed = replay_bytes_per_seed(trainer)
+  output.log(
+      f'{config.env} · {config.variant} · S={config.num_seeds} K={config.ensemble_size} · '
+      f'replay {config.replay_capacity:,} × {trainer.replay.bytes_per_transition} B = '
+      f'{per_seed / 2**20:,.1f} MiB per seed ({config.num_seeds * per_seed / 2**20:,.1f} '
+      f'MiB in all) on {jax.devices()[0].platform}')
+  for line in config_lib.ignored_flags(config):
+    output.warn(line)
   checkpointer = checkpoint_lib.Checkpointer(run_dir, config.keep_checkpoints,
                                              jax.eval_shape(trainer.init))
   try:
     state, progress = None, Progress()
     if resume:
-      state, progress = _restore(config, run_dir, checkpointer, log, warn)
+      state, progress = _restore(config, run_dir, checkpointer, output)
     if state is None:
       state = trainer.init()
     # Fresh and restored states alike are committed to the device, so that every chunk
@@ -186,20 +247,21 @@ def run(config: Config, run_dir: str, out: TextIO = sys.stdout,
     _write_atomic(os.path.join(run_dir, CONFIG_FILE),
                   json.dumps(dataclasses.asdict(config), indent=2))
     with _stop_signals() as stop:
-      return _train(config, run_dir, trainer, checkpointer, state, progress, stop, log)
+      return _Loop(config, run_dir, trainer, checkpointer, output, progress).run(
+          state, progress, stop)
   finally:
     checkpointer.close()
+    output.close()
 
 
 def _restore(config: Config, run_dir: str, checkpointer: checkpoint_lib.Checkpointer,
-             log: Callable[[str], None], warn: Callable[[str], None]
-             ) -> tuple[train_lib.TrainState | None, Progress]:
+             output: _Output) -> tuple[train_lib.TrainState | None, Progress]:
   """The newest checkpoint's state and progress ((None, Progress()) without one), with
   ``metrics.jsonl`` cut back to its step."""
-  restored = checkpointer.restore(warn)
+  restored = checkpointer.restore(output.warn)
   if restored is None:
-    warn(f'{run_dir} has no checkpoint yet; the run starts again from step 0')
-    _drop_records_after(run_dir, 0, log)
+    output.warn(f'{run_dir} has no checkpoint yet; the run starts again from step 0')
+    _drop_records_after(run_dir, 0, output.log)
     return None, Progress()
   state, host = restored
   progress = Progress.from_json(host)
@@ -207,89 +269,120 @@ def _restore(config: Config, run_dir: str, checkpointer: checkpoint_lib.Checkpoi
     raise checkpoint_lib.ResumeError(
         f'--total_steps={config.total_steps} is invalid: must be at least '
         f'{progress.step}, the step of the checkpoint the run resumes from')
-  _drop_records_after(run_dir, progress.step, log)
-  log(f'resumed from {checkpointer.path(progress.step)} at step {progress.step:,}')
+  _drop_records_after(run_dir, progress.step, output.log)
+  output.log(f'resumed from {checkpointer.path(progress.step)} at step {progress.step:,}')
   return state, progress
 
 
-def _train(config: Config, run_dir: str, trainer: train_lib.Trainer,
-           checkpointer: checkpoint_lib.Checkpointer, state: train_lib.TrainState,
-           progress: Progress, stop: list[int], log: Callable[[str], None]
-           ) -> list[dict[str, Any]]:
-  """The loop over events from ``progress.step`` to the end of the run."""
-  evals = train_lib.eval_steps(config)
-  phases = set(train_lib.phase_steps(config))
-  saves = set(checkpoint_lib.checkpoint_steps(config))
-  events = sorted(set(evals) | phases | {config.warmup_steps, config.total_steps})
-  # A checkpoint is taken after every event of its step has run.
-  events = [t for t in events if t > progress.step]
-  process_start, first_step = time.time(), progress.step
-  origin = process_start - progress.wall_time  # the wall clock of the run's step 0
-  last_eval_time = process_start
-  good_checkpoint = lambda: checkpointer.latest_path() or 'none (no checkpoint yet)'
+class _Loop:
+  """The host loop of one run: ``schedule.events`` in order, the chunks before each
+  event, then its evaluation, phase and checkpoint."""
 
-  def save(state, progress):
-    return checkpointer.save(state, dataclasses.replace(
-        progress, wall_time=time.time() - origin).to_json())
+  def __init__(self, config: Config, run_dir: str, trainer: train_lib.Trainer,
+               checkpointer: checkpoint_lib.Checkpointer, output: _Output,
+               progress: Progress):
+    self.config, self.run_dir, self.trainer = config, run_dir, trainer
+    self.checkpointer, self.output = checkpointer, output
+    self.process_start, self.first_step = time.time(), progress.step
+    self.origin = self.process_start - progress.wall_time  # the wall clock of step 0
+    self.last_eval_time = self.process_start
 
-  writer = MetricsWriter(run_dir)
-  records = []
-  try:
-    for target in events:
-      while progress.step < target:
-        if stop:
-          latest = checkpointer.steps()[-1:]
-          path = (checkpointer.path(progress.step) if latest == [progress.step]
-                  else save(state, progress))
-          raise Stopped(stop[0], progress.step, path)
-        n = min(target - progress.step, config.log_every)
-        learn = progress.step >= config.warmup_steps
-        state, metrics = (trainer.train if learn else trainer.collect)(state, n)
-        step = progress.step + n
-        _check_chunk(metrics, step, good_checkpoint)
-        sums, trained = progress.sums, progress.trained_steps
-        if learn:
-          sums = {k: sums.get(k, 0.0) + np.asarray(metrics[k]) * n
-                  for k in train_lib.SAC_METRICS}
-          trained += n
-        progress = dataclasses.replace(progress, step=step, sums=sums, trained_steps=trained)
-        elapsed = time.time() - process_start
-        rate = (step - first_step) / max(elapsed, 1e-9)
-        eta = (config.total_steps - step) / max(rate, 1e-9)
-        log(f'step {step:>9,}/{config.total_steps:,}  {rate:8.1f} steps/s  '
-            f'elapsed {_hms(time.time() - origin)}  eta {_hms(eta)}')
-      if target in phases and trainer.phase is not None:
-        state, metrics = trainer.phase(state)
-        _check_finite(np.asarray(trainer.finite_params(state)), 'parameters after the phase',
-                      lambda s, k: target, good_checkpoint)
-        progress = dataclasses.replace(
-            progress, phase_metrics={k: np.asarray(v) for k, v in metrics.items()},
-            phase_step=target)
-      if target in evals:
-        eval_start = time.time()
-        returns = np.asarray(trainer.evaluate(state)).mean(-1)  # [S, K]
-        eval_seconds = time.time() - eval_start
-        _check_finite(np.isfinite(returns), 'returns', lambda s, k: target, good_checkpoint)
-        now = time.time()
-        record = _eval_record(
-            state, progress, returns, now - origin,
-            (target - progress.last_eval_step) / max(now - last_eval_time, 1e-9),
-            eval_seconds)
-        writer.write(record)
-        records.append(record)
-        best = returns.max(-1)
-        log(f'eval step {target:,}: best member return per seed '
-            f'{np.array2string(best, precision=1)} (mean {best.mean():.1f}); '
-            f'evaluation took {eval_seconds:.1f} s')
-        progress = dataclasses.replace(progress, sums={}, trained_steps=0,
-                                       last_eval_step=target)
-        last_eval_time = time.time()
-      if target in saves:
-        path = save(state, progress)
-        log(f'checkpoint {path}')
-  finally:
-    writer.close()
-  return records
+  def good_checkpoint(self) -> str:
+    return self.checkpointer.latest_path() or 'none (no checkpoint yet)'
+
+  def run(self, state: train_lib.TrainState, progress: Progress,
+          stop: list[int]) -> list[dict[str, Any]]:
+    """Runs every event after ``progress.step``; returns the records written."""
+    config = self.config
+    # A phase is pending where the run stopped at its last step, which skips it.
+    events = schedule.events(config, progress.step,
+                             phase_pending=progress.phase_step != progress.step)
+    writer = MetricsWriter(self.run_dir)
+    records = []
+    try:
+      for event in events:
+        for num_steps, learn in schedule.chunks(progress.step, event.step,
+                                                config.warmup_steps, config.log_every):
+          if stop:
+            raise self.stopped(state, progress, stop[0])
+          state, progress = self.chunk(state, progress, num_steps, learn)
+        if event.evaluate:
+          progress, record = self.evaluate(state, progress)
+          writer.write(record)
+          records.append(record)
+        if event.phase:
+          state, progress = self.phase(state, progress)
+          writer.write_phase(event.step, progress.phase_metrics)
+        if event.checkpoint:
+          self.output.log(f'checkpoint {self.save(state, progress)}')
+    finally:
+      writer.close()
+    return records
+
+  def save(self, state: train_lib.TrainState, progress: Progress) -> str:
+    return self.checkpointer.save(state, dataclasses.replace(
+        progress, wall_time=time.time() - self.origin).to_json())
+
+  def stopped(self, state: train_lib.TrainState, progress: Progress,
+              signum: int) -> Stopped:
+    """The ``Stopped`` of a signal at ``progress.step``, after its checkpoint."""
+    latest = self.checkpointer.steps()[-1:]
+    path = (self.checkpointer.path(progress.step) if latest == [progress.step]
+            else self.save(state, progress))
+    return Stopped(signum, progress.step, path)
+
+  def chunk(self, state: train_lib.TrainState, progress: Progress, num_steps: int,
+            learn: bool) -> tuple[train_lib.TrainState, Progress]:
+    """``num_steps`` environment steps, learning or warming up; adds the chunk's SAC
+    metrics to the sums since the last evaluation and prints a progress line."""
+    trainer, config = self.trainer, self.config
+    state, metrics = (trainer.train if learn else trainer.collect)(state, num_steps)
+    step = progress.step + num_steps
+    _check_chunk(metrics, step, self.good_checkpoint)
+    sums, trained = progress.sums, progress.trained_steps
+    if learn:
+      sums = {k: sums.get(k, 0.0) + np.asarray(metrics[k]) * num_steps
+              for k in train_lib.SAC_METRICS}
+      trained += num_steps
+    progress = dataclasses.replace(progress, step=step, sums=sums, trained_steps=trained)
+    elapsed = time.time() - self.process_start
+    rate = (step - self.first_step) / max(elapsed, 1e-9)
+    eta = (config.total_steps - step) / max(rate, 1e-9)
+    self.output.log(f'step {step:>9,}/{config.total_steps:,}  {rate:8.1f} steps/s  '
+                    f'elapsed {_hms(time.time() - self.origin)}  eta {_hms(eta)}')
+    return state, progress
+
+  def evaluate(self, state: train_lib.TrainState,
+               progress: Progress) -> tuple[Progress, dict[str, Any]]:
+    """The evaluation record of ``progress.step``; resets the sums since the last one."""
+    step = progress.step
+    eval_start = time.time()
+    returns = np.asarray(self.trainer.evaluate(state)).mean(-1)  # [S, K]
+    eval_seconds = time.time() - eval_start
+    _check_finite(np.isfinite(returns), 'returns', lambda s, k: step, self.good_checkpoint)
+    now = time.time()
+    record = _eval_record(
+        state, progress, returns, now - self.origin,
+        (step - progress.last_eval_step) / max(now - self.last_eval_time, 1e-9),
+        eval_seconds)
+    best = returns.max(-1)
+    self.output.log(f'eval step {step:,}: best member return per seed '
+                    f'{np.array2string(best, precision=1)} (mean {best.mean():.1f}); '
+                    f'evaluation took {eval_seconds:.1f} s')
+    self.last_eval_time = time.time()
+    return dataclasses.replace(progress, sums={}, trained_steps=0,
+                               last_eval_step=step), record
+
+  def phase(self, state: train_lib.TrainState,
+            progress: Progress) -> tuple[train_lib.TrainState, Progress]:
+    """The knowledge-sharing phase of ``progress.step``."""
+    step = progress.step
+    state, metrics = self.trainer.phase(state)
+    _check_finite(np.asarray(self.trainer.finite_params(state)), 'parameters after the phase',
+                  lambda s, k: step, self.good_checkpoint)
+    return state, dataclasses.replace(
+        progress, phase_metrics={k: np.asarray(v) for k, v in metrics.items()},
+        phase_step=step)
 
 
 def _check_chunk(metrics: train_lib.Metrics, step: int,

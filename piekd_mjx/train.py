@@ -15,13 +15,12 @@ once, not twice. With several batches of seeds (the CPU's
 default is one seed per batch), the batches run one after another, each through the
 whole chunk: on an accelerator all seeds in one batch is fastest; on a CPU a batch's
 working set (parameters, optimiser states and activations of b x K members) had better
-fit in cache (5 seeds x 3 members vmapped ran 6% slower than the seeds one by one). A
-batch takes its slice of the per-seed state once per chunk, except the replay buffers,
+fit in cache (docs/BENCHMARKS.md). A batch takes its slice of the per-seed state once per chunk, except the replay buffers,
 which its inserts and samples index in place (``Replay.add_at``, ``Replay.sample_at``).
 
-Periodic work (distillation phases, evaluation) is scheduled by the step count, which
-every seed shares, so it runs between chunks (``Trainer.phase``, ``Trainer.evaluate``)
-and never as a masked select inside the per-step computation (spec §7).
+Periodic work (distillation phases, evaluation) happens at steps that every seed
+shares, so it runs between chunks (``Trainer.phase``, ``Trainer.evaluate``) and never as
+a masked select inside the per-step computation (spec §7); ``schedule.py`` decides when.
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ from piekd_mjx import ensemble as ensemble_lib
 from piekd_mjx import evaluate as evaluate_lib
 from piekd_mjx import replay as replay_lib
 from piekd_mjx import sac as sac_lib
+from piekd_mjx import schedule
 from piekd_mjx import envs
 from piekd_mjx.config import Config
 from piekd_mjx.envs.wrappers import TrainingWrapper
@@ -112,10 +112,9 @@ def vmap_or_squeeze(fn: Callable, size: int) -> Callable:
   """``jax.vmap(fn)`` over the leading axis (of length ``size``) of every argument.
 
   For ``size == 1`` it calls ``fn`` on the arguments with that axis removed and puts
-  the axis back on the results instead: the same computation, but on a CPU a vmap over
-  one element is not free (measured on halfcheetah: a vmapped MJX step 1.48 ms against
-  0.49 ms unbatched, the batched solver loop selecting its whole carry on every
-  iteration; a vmapped one-member SAC update 4.97 ms against 4.60 ms).
+  the axis back on the results instead: the same computation, but a vmap over one
+  element is not free on a CPU, where the batched solver loop selects its whole carry
+  on every iteration (docs/BENCHMARKS.md).
   """
   if size != 1:
     return jax.vmap(fn)
@@ -233,8 +232,8 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
     place (a scatter and a gather into data [S, C, W]; the buffer is never sliced or
     copied). Warm-up and learning steps are one program: the updates are a loop of
     ``updates_per_step`` trips when learning and none when warming up, so the members'
-    state stays in place (a ``lax.cond`` whose other branch returned it unchanged made
-    XLA copy it every step); the minibatches are drawn either way, before that loop."""
+    state stays in place (where a ``lax.cond`` returning it unchanged from one branch
+    makes XLA copy it every step); the minibatches are drawn either way, before that loop."""
     env_state, transition, ensemble_state, key_update, keys = per_batch_seed(
         functools.partial(seed_act, learn=learn))(
             state.members, state.env_state, state.ensemble, state.key)
@@ -313,7 +312,7 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
   chunk_program = jax.jit(with_precision(config.matmul_precision, chunk), donate_argnums=0)
 
   phase = None
-  if config.share != 'none':
+  if schedule.has_phases(config):
     seed_phase = distill.make_phase(config, sac, replay)
 
     def phase_fn(state: TrainState) -> tuple[TrainState, Metrics]:
@@ -343,20 +342,3 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
       finite_params=jax.jit(lambda state: members_finite(state.members)), config=config,
       task=task, sac=sac, replay=replay)
 
-
-def phase_steps(config: Config) -> list[int]:
-  """The steps after which a phase runs: multiples of ``distill_interval`` from
-  ``first_distill_step`` on (none without sharing)."""
-  if config.share == 'none':
-    return []
-  interval = config.distill_interval
-  return [t for t in range(interval, config.total_steps + 1, interval)
-          if t >= config.first_distill_step]
-
-
-def eval_steps(config: Config) -> list[int]:
-  """The steps after which the run evaluates: every ``eval_every`` and at the end."""
-  steps = list(range(config.eval_every, config.total_steps + 1, config.eval_every))
-  if not steps or steps[-1] != config.total_steps:
-    steps.append(config.total_steps)
-  return steps

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -34,7 +35,7 @@ SETTING = dict(env='inverted_pendulum', variant='piekd', num_seeds=2, hidden_siz
                total_steps=3000, eval_every=500, warmup_steps=200, batch_size=32,
                log_every=250, eval_episodes=2, replay_capacity=5000, checkpoint_every=500,
                keep_checkpoints=2, distill_data='sample', distill_sample_batches=2,
-               distill_batch_size=32, distill_interval=1000, first_distill_step=1000)
+               distill_batch_size=32, distill_interval=1000)
 NUM_RECORDS = 6  # evaluations at 500, 1000, ..., 3000
 
 
@@ -105,15 +106,6 @@ def reference(trainer, tmp_path_factory):
 # -- pieces -------------------------------------------------------------------------------
 
 
-def test_checkpoint_steps():
-  assert checkpoint_lib.checkpoint_steps(make_config()) == [500, 1000, 1500, 2000, 2500,
-                                                             3000]
-  config = make_config(total_steps=2500, eval_every=700, checkpoint_every=1000)
-  # Evaluations at 700, 1400, 2100, 2500: the first at or after 1000 and 2000, and the last.
-  assert checkpoint_lib.checkpoint_steps(config) == [1400, 2100, 2500]
-  assert checkpoint_lib.checkpoint_steps(make_config(checkpoint_every=10**6)) == [3000]
-
-
 def test_arrays_json_round_trip_is_exact():
   arrays = {'a': np.array([[1 / 3, np.nan], [np.inf, -0.0]], np.float32),
             'b': np.array([3, -1], np.int32), 'c': np.float32(1e-30)}
@@ -177,6 +169,78 @@ def test_save_and_restore_are_exact_and_keep_the_newest(trainer, tmp_path):
   checkpointer.close()
 
 
+def read_tensorboard(run_dir) -> dict[str, dict[int, float]]:
+  """Every scalar of the run's TensorBoard event files, {tag: {step: value}}, read with
+  the TFRecord framing (length, its CRC, the Event proto, its CRC) written out here."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  scalars = {}
+  directory = os.path.join(run_dir, 'tensorboard')
+  for name in sorted(os.listdir(directory)):
+    with open(os.path.join(directory, name), 'rb') as f:
+      data = f.read()
+    offset = 0
+    while offset < len(data):
+      (length,) = struct.unpack('<Q', data[offset:offset + 8])
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 12 + length + 4
+      for value in event.summary.value:
+        scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+  return scalars
+
+
+def test_tensorboard_holds_every_metric_per_seed_and_member(reference):
+  scalars = read_tensorboard(reference)
+  evals = {500 * i for i in range(1, NUM_RECORDS + 1)}
+  last = records(reference)[-1]
+  for seed in (0, 1):
+    for member in (0, 1, 2):
+      for name in ('sac/critic_loss', 'sac/actor_loss', 'sac/alpha_loss', 'sac/alpha',
+                   'sac/entropy', 'sac/q_mean', 'eval/returns', 'ensemble/recent_returns'):
+        assert set(scalars[f'{name}/seed_{seed}/member_{member}']) == evals, name
+      assert scalars[f'eval/returns/seed_{seed}/member_{member}'][3000] == pytest.approx(
+          last['eval/returns'][seed][member])
+      assert set(scalars[f'distill/recent_returns/seed_{seed}/member_{member}']) == {1000,
+                                                                                   2000}
+    for name in ('eval/return_best', 'eval/return_worst', 'eval/best_member'):
+      assert set(scalars[f'{name}/seed_{seed}']) == evals, name
+    assert scalars[f'eval/return_best/seed_{seed}'][3000] == pytest.approx(
+        last['eval/return_best'][seed])
+    # The phases' metrics at their own steps (1000 and 2000; none after the last step).
+    for name in ('distill/teacher', 'distill/skipped', 'distill/policy_kl_before',
+                 'distill/policy_kl_after', 'distill/critic_mse_before',
+                 'distill/critic_mse_after', 'distill/num_updates'):
+      assert set(scalars[f'{name}/seed_{seed}']) == {1000, 2000}, name
+    assert scalars[f'distill/teacher/seed_{seed}'][2000] == last['distill/teacher'][seed]
+  for name in ('steps_per_second', 'eval/seconds', 'distill/num_phases',
+               'eval/return_best/mean', 'sac/critic_loss/mean'):
+    assert set(scalars[name]) == evals, name
+  assert scalars['distill/num_phases'][3000] == 2
+
+
+def test_an_evaluation_scores_the_members_before_the_phase_of_its_step(reference):
+  by_step = {r['step']: r for r in records(reference)}
+  assert by_step[500]['distill/num_phases'] == by_step[1000]['distill/num_phases'] == 0
+  assert 'distill/last_phase_step' not in by_step[1000]
+  assert by_step[1500]['distill/num_phases'] == 1
+  assert by_step[1500]['distill/last_phase_step'] == 1000
+  assert by_step[2000]['distill/num_phases'] == 1
+  # No phase after the last step: nothing would train on it.
+  assert by_step[3000]['distill/num_phases'] == 2
+  assert by_step[3000]['distill/last_phase_step'] == 2000
+  log = (reference / 'run.log').read_text()
+  assert log.count('checkpoint ') == NUM_RECORDS and 'eval step 3,000' in log
+
+
+def test_flags_the_variant_ignores_are_warned_and_logged(trainer, tmp_path):
+  config = make_config(total_steps=200, eval_every=200, extra_updates='all')
+  err = io.StringIO()
+  run_lib.run(config, str(tmp_path), out=io.StringIO(), trainer=trainer, err=err)
+  line = ("warning: --extra_updates='all' is ignored: --share=distill does no extra "
+          'updates')
+  assert err.getvalue().splitlines() == [line]
+  assert line in (tmp_path / 'run.log').read_text()
+
+
 # -- determinism and resume in process ------------------------------------------------------
 
 
@@ -196,9 +260,11 @@ def test_same_seed_same_metrics_different_seeds_differ(reference, trainer, tmp_p
 
 
 def test_a_finished_run_extended_by_resume_is_exact(reference, trainer, tmp_path):
-  run_lib.run(make_config(total_steps=1500, out_dir=str(tmp_path)), str(tmp_path),
+  """The run ends at 2000, a phase step: the phase is skipped there, and runs first when
+  the run is extended to 3000."""
+  run_lib.run(make_config(total_steps=2000, out_dir=str(tmp_path)), str(tmp_path),
               out=io.StringIO(), trainer=trainer)
-  assert len(records(tmp_path)) == 3
+  assert len(records(tmp_path)) == 4 and records(tmp_path)[-1]['distill/num_phases'] == 1
   assert resume_in_process(tmp_path, trainer) == ''
   assert comparable(tmp_path) == comparable(reference)
 
@@ -336,21 +402,26 @@ def _stopped(process, signum, run_dir) -> int:
 
 
 def test_killed_then_stopped_runs_resume_exactly(reference, trainer, tmp_path):
-  """One run through every way of stopping it. The CLI is killed (SIGKILL) after an
-  evaluation; the CLI resumes it and SIGTERM stops it with a checkpoint; a resume in
+  """One run through every way of stopping it. The CLI, replacing an older run with
+  --overwrite, is killed (SIGKILL) after an evaluation; the CLI resumes it and SIGTERM stops it with a checkpoint; a resume in
   process is stopped by SIGINT at its first chunk boundary (the CLI reports a stop by
   either signal the same way, exit code 128 + its number); the last resume finishes
   the run with exactly the records of the uninterrupted run."""
   run_dir = tmp_path / 'run'
+  # The run replaces (--overwrite) an older run in its directory.
+  shutil.copytree(reference, run_dir)
+  os.remove(run_dir / 'metrics.jsonl')
+  (run_dir / 'run.log').write_text('the older run\n')
   with open(tmp_path / 'log.txt', 'w', encoding='utf-8') as log:
-    process = subprocess.Popen(launch_command(run_dir), cwd=tmp_path, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = subprocess.Popen(launch_command(run_dir, '--overwrite'), cwd=tmp_path,
+                               stdout=log, stderr=subprocess.STDOUT)
     try:
       wait_for_records(run_dir, 1, process)
     finally:
       process.kill()
       process.wait(timeout=60)
   assert process.returncode == -signal.SIGKILL
+  assert 'the older run' not in (run_dir / 'run.log').read_text()
   killed_at = len(records(run_dir))
   assert 1 <= killed_at < NUM_RECORDS
   # Resumed by the CLI (from the newest checkpoint the kill left), then SIGTERM.

@@ -19,7 +19,7 @@ def test_defaults_match_the_spec():
   assert (c.log_std_min, c.log_std_max) == (-20.0, 2.0)
   assert c.target_entropy(6) == -6.0
   assert (c.updates_per_step, c.episode_length, c.eval_episodes) == (1, 1000, 20)
-  assert (c.recent_episodes, c.distill_interval, c.first_distill_step) == (5, 5000, 15_000)
+  assert (c.recent_episodes, c.distill_interval) == (5, 5000)
   assert (c.distill_epochs, c.distill_batch_size, c.distill_sample_batches) == (5, 256, 20)
   assert c.distill_lr == 1e-3
   assert (c.share, c.teacher, c.distill_data, c.extra_updates) == (
@@ -140,3 +140,42 @@ def test_check_resumable():
     with pytest.raises(ValueError, match=expected):
       config_lib.check_resumable(run, dataclasses.replace(run, **{name: value}))
 
+
+
+def _variant(variant, **changes):
+  config = config_lib.apply_variant(config_lib.Config(variant=variant, **changes),
+                                    frozenset(changes))
+  config.validate()
+  return config
+
+
+@pytest.mark.parametrize('variant, changes, flags', [
+    ('vanilla_sac', dict(teacher='random'), ['--teacher']),
+    ('ensemble_sac', dict(distill_interval=1000, distill_lr=0.01), ['--distill_interval',
+                                                                   '--distill_lr']),
+    ('piekd', dict(extra_updates='all'), ['--extra_updates']),
+    ('piekd', dict(share='none'), ['--share']),
+    ('piekd', dict(ensemble_size=1), ['--share']),
+    ('piekd', dict(ensemble_size=1, distill_epochs=2), ['--distill_epochs', '--share']),
+    ('piekd_hardcopy', dict(distill_lr=0.01, distill_epochs=3), ['--distill_epochs',
+                                                                 '--distill_lr']),
+    ('ensemble_sac_extra', dict(teacher='random', distill_lr=0.01), ['--teacher',
+                                                                     '--distill_lr']),
+    ('piekd', dict(distill_sample_batches=7), ['--distill_sample_batches']),
+])
+def test_flags_the_variant_ignores_are_named(variant, changes, flags):
+  lines = config_lib.ignored_flags(_variant(variant, **changes))
+  assert sorted(line.split('=')[0] for line in lines) == sorted(flags), lines
+  assert all(' is ignored: ' in line or ' does nothing' in line or ' replaces ' in line
+             for line in lines)
+
+
+@pytest.mark.parametrize('variant, changes', [
+    ('piekd', dict(teacher='random', distill_interval=1000, ensemble_size=5)),
+    ('piekd_random_teacher', {}),
+    ('piekd', dict(distill_data='sample', distill_sample_batches=7)),
+    ('vanilla_sac_extra', dict(extra_updates='all', distill_epochs=2)),
+    ('vanilla_sac', dict(actor_lr=1e-3, ensemble_size=2)),
+])
+def test_flags_that_act_are_not_named(variant, changes):
+  assert config_lib.ignored_flags(_variant(variant, **changes)) == []
