@@ -28,11 +28,13 @@ from absl import flags
 
 from piekd_mjx import config as config_lib
 from piekd_mjx import config_flags
+from piekd_mjx import rundir
 
 FLAGS = flags.FLAGS
 config_flags.define_flags(FLAGS)
 flags.DEFINE_bool('overwrite', False,
-                  'Replace an existing run directory --out_dir (its contents are deleted).')
+                  'Replace the run in --out_dir (deleted first). Only a directory that '
+                  'holds a run of this program and nothing else can be replaced.')
 flags.DEFINE_bool('resume', False,
                   'Continue the run in --out_dir from its newest checkpoint. Flags given '
                   'override its config.json only in fields that leave training unchanged: '
@@ -80,9 +82,16 @@ def resolve_run_dir(config: config_lib.Config, overwrite: bool) -> str:
       f'{datetime.datetime.now().strftime("%Y%m%d-%H%M%S")}')
   if os.path.exists(run_dir) and not os.path.isdir(run_dir):
     raise UsageError(f'--out_dir={run_dir!r} is a file, not a directory')
-  if os.path.isdir(run_dir) and os.listdir(run_dir) and not overwrite:
-    raise UsageError(f'--out_dir={run_dir!r} already holds a run; pass --resume to '
-                     'continue it, --overwrite to replace it, or choose another directory')
+  if overwrite:
+    try:
+      rundir.check_replaceable(run_dir)
+    except rundir.NotARunError as e:
+      raise UsageError(str(e)) from None
+  elif os.path.isdir(run_dir) and os.listdir(run_dir):
+    what = ('already holds a run; pass --resume to continue it, --overwrite to replace it,'
+            if os.path.isfile(os.path.join(run_dir, rundir.CONFIG_FILE)) else
+            'is not empty;')
+    raise UsageError(f'--out_dir={run_dir!r} {what} or choose another directory')
   return run_dir
 
 
@@ -187,9 +196,11 @@ def main(argv: list[str]) -> None:
       check_memory(config, trainer.replay.bytes_per_transition)
     except UsageError as e:
       _fail(str(e))
-    if FLAGS.overwrite and os.path.isdir(run_dir):
-      import shutil  # pylint: disable=g-import-not-at-top
-      shutil.rmtree(run_dir)
+    if FLAGS.overwrite:
+      try:
+        rundir.replace(run_dir)
+      except rundir.NotARunError as e:
+        _fail(str(e))
     print(f'run directory: {run_dir}', flush=True)
     try:
       run.run(config, run_dir, trainer=trainer, resume=FLAGS.resume)

@@ -134,7 +134,7 @@ def _write_run(run_dir, **changes):
   config = config_lib.apply_variant(config_lib.Config(
       hidden_sizes=(8, 8), total_steps=400, warmup_steps=200, batch_size=32,
       replay_capacity=1000, eval_episodes=1, out_dir=str(run_dir), **changes))
-  run_dir.mkdir()
+  run_dir.mkdir(exist_ok=True)
   (run_dir / 'config.json').write_text(json.dumps(dataclasses.asdict(config), indent=2))
 
 
@@ -173,3 +173,85 @@ def test_check_memory_counts_every_seed():
   with pytest.raises(launch_lib.UsageError, match='--num_seeds=5 needs .* but the test device'):
     launch_lib.check_memory(dataclasses.replace(config, num_seeds=5), 100, available)
 
+
+
+# -- what --overwrite may delete ------------------------------------------------------------
+
+
+def _write_finished_run(run_dir):
+  """A directory with every kind of entry a run writes (contents made up)."""
+  _write_run(run_dir)
+  for name in ('metrics.jsonl', 'metrics.jsonl.before-resume-1', 'run.log'):
+    (run_dir / name).write_text('{}\n')
+  for name in ('checkpoints/400/state', 'checkpoints.corrupt/200', 'tensorboard'):
+    (run_dir / name).mkdir(parents=True)
+  (run_dir / 'tensorboard' / 'events.out.tfevents.1.host').write_bytes(b'\0')
+
+
+@pytest.mark.parametrize('make, fragments', [
+    (lambda d: (d / 'notes.txt').write_text('mine'),
+     ['does not hold a run of piekd_mjx (no config.json)']),
+    (lambda d: (d / 'config.json').write_text('{"lr": 1}'),
+     ["its config.json is not a run's"]),
+    (lambda d: (_write_finished_run(d), (d / 'notes.txt').write_text('mine')),
+     ['it holds notes.txt, which no run writes']),
+    (lambda d: (_write_finished_run(d), (d / 'checkpoints.old').mkdir(),
+                (d / 'a.py').write_text(''), (d / 'b.py').write_text(''),
+                (d / 'c.py').write_text('')),
+     ['it holds a.py, b.py, c.py and 1 more']),
+    (lambda d: (_write_finished_run(d), (d / 'run.log').unlink(), (d / 'run.log').mkdir()),
+     ['it holds run.log, which no run writes']),
+])
+def test_overwrite_refuses_what_is_not_a_run(make, fragments, tmp_path):
+  run_dir = tmp_path / 'run'
+  run_dir.mkdir(exist_ok=True)
+  make(run_dir)
+  before = snapshot(tmp_path)
+  result = launch([*TINY, f'--out_dir={run_dir}', '--overwrite'], tmp_path)
+  assert_usage_error(result, f'--out_dir={str(run_dir)!r} --overwrite', *fragments)
+  assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize('out_dir, cwd, fragment', [
+    ('.', 'run', 'the current directory or one of its parents'),
+    ('..', 'run/sub', 'the current directory or one of its parents'),
+    ('{tmp}', 'run', 'the current directory or one of its parents'),
+    ('{tmp}/home', '.', 'the home directory or one of its parents'),
+    ('/', '.', 'the file system root'),
+])
+def test_overwrite_never_deletes_the_working_directory_home_or_root(out_dir, cwd, fragment,
+                                                                    tmp_path):
+  # Each is a run directory, so only where it lies protects it.
+  _write_finished_run(tmp_path / 'run')
+  (tmp_path / 'run' / 'sub').mkdir()
+  (tmp_path / 'home').mkdir()
+  before = snapshot(tmp_path)
+  result = subprocess.run(
+      [sys.executable, '-m', 'piekd_mjx.launch', *TINY,
+       f'--out_dir={out_dir.format(tmp=tmp_path)}', '--overwrite'],
+      cwd=tmp_path / cwd, capture_output=True, text=True, timeout=300, check=False,
+      env={**os.environ, 'HOME': str(tmp_path / 'home')})
+  assert_usage_error(result, '--overwrite would delete', fragment)
+  assert snapshot(tmp_path) == before
+
+
+def test_overwrite_refuses_a_symbolic_link(tmp_path):
+  _write_finished_run(tmp_path / 'run')
+  (tmp_path / 'link').symlink_to(tmp_path / 'run')
+  before = snapshot(tmp_path)
+  result = launch([*TINY, f'--out_dir={tmp_path / "link"}', '--overwrite'], tmp_path)
+  assert_usage_error(result, 'is a symbolic link')
+  assert snapshot(tmp_path) == before
+
+
+def test_a_run_directory_can_be_replaced(tmp_path):
+  from piekd_mjx import rundir  # pylint: disable=g-import-not-at-top
+  run_dir = tmp_path / 'run'
+  _write_finished_run(run_dir)
+  rundir.check_replaceable(str(run_dir))
+  rundir.replace(str(run_dir))
+  assert not run_dir.exists()
+  rundir.check_replaceable(str(tmp_path / 'missing'))
+  (tmp_path / 'empty').mkdir()
+  rundir.replace(str(tmp_path / 'empty'))  # an empty directory is no loss
+  assert sorted(os.listdir(tmp_path)) == []
