@@ -13,11 +13,17 @@ Reward: forward (torso x-velocity, weight 1) + healthy (1 while healthy)
 - ctrl 0.5·|a|² - contact 5e-4·|clip(cfrc_ext, -1, 1)|² (all bodies).
 Terminates when the state is non-finite or torso z leaves [0.2, 1.0].
 Reset: qpos += U(-0.1, 0.1), qvel += 0.1·N(0, 1). Frame skip 5 (dt 0.05 s).
+
+Contacts: the legs are capsules on the floor under Gymnasium's pyramidal friction cone,
+whose edges follow the contact frame; the physics is traced with MuJoCo C's
+plane-capsule frame (``piekd_mjx.envs.contact``), which MJX's own collider does not
+give a steep leg.
 """
 
 import jax.numpy as jnp
 
 from piekd_mjx.envs import base
+from piekd_mjx.envs import contact
 
 
 class Ant(base.MjxTask):
@@ -36,6 +42,14 @@ class Ant(base.MjxTask):
   healthy_z_range = (0.2, 1.0)
   contact_force_range = (-1.0, 1.0)
   main_body = 1  # the torso
+
+  def _reset_to(self, qpos, qvel):
+    with contact.c_plane_capsule():
+      return super()._reset_to(qpos, qvel)
+
+  def _step(self, state, action):
+    with contact.c_plane_capsule():
+      return super()._step(state, action)
 
   def _contact_forces(self, data):
     return jnp.clip(base.cfrc_ext(data), *self.contact_force_range)
