@@ -210,44 +210,57 @@ def _check_retired_first_distill_step(values: dict[str, Any]) -> None:
         'go on with the same schedule')
 
 
-def ignored_flags(config: Config) -> list[str]:
-  """One line per field set away from its default (or from the variant's value) that
-  ``config``'s variant ignores, naming the flag and why; the run goes on without it."""
-  defaults = Config()
-  changed = lambda name: getattr(config, name) != getattr(defaults, name)
-  variant_share = VARIANTS[config.variant](defaults).share if config.variant in VARIANTS else None
-  lines = []
+_PHASE_FIELDS = ('distill_interval', 'teacher', 'distill_data', 'distill_epochs',
+                 'distill_batch_size', 'distill_sample_batches', 'distill_lr', 'extra_updates')
 
-  def ignored(names, why):
-    lines.extend(f'--{name}={getattr(config, name)!r} is ignored: {why}'
-                 for name in names if changed(name))
 
-  if variant_share is not None and config.share != variant_share:
-    lines.append(f'--share={config.share!r} replaces what --variant={config.variant} '
-                 f'shares ({variant_share!r}): the run is no longer that variant')
-  phase_fields = ('distill_interval', 'teacher', 'distill_data', 'distill_epochs',
-                  'distill_batch_size', 'distill_sample_batches', 'distill_lr',
-                  'extra_updates')
+def ignored_fields(config: Config) -> dict[str, str]:
+  """The fields whose value cannot change ``config``'s run, each with the reason: the
+  phase settings of a run without phases, the teacher of extra updates, and so on."""
   if config.share == 'none':
-    ignored(phase_fields, f'--share=none (--variant={config.variant}) has no phases')
-    return lines
+    return dict.fromkeys(_PHASE_FIELDS, '--share=none has no phases')
   if config.share in ('distill', 'hardcopy') and config.ensemble_size < 2:
-    ignored(phase_fields, f'--share={config.share} with --ensemble_size='
-            f'{config.ensemble_size} has no student, so the run has no phases')
+    return dict.fromkeys(_PHASE_FIELDS, f'--share={config.share} with --ensemble_size='
+                         f'{config.ensemble_size} has no student, so no phases')
+  ignored = {}
+  if config.share == 'extra':
+    ignored['teacher'] = '--share=extra elects no teacher'
+    ignored['distill_lr'] = '--share=extra updates the members with their own optimisers'
+  else:
+    ignored['extra_updates'] = f'--share={config.share} does no extra updates'
+  if config.share == 'hardcopy':
+    ignored.update(dict.fromkeys(
+        ('distill_data', 'distill_epochs', 'distill_sample_batches', 'distill_lr'),
+        '--share=hardcopy copies the teacher and takes no gradient step'))
+  elif config.distill_data == 'full':
+    ignored['distill_sample_batches'] = "--distill_data='full' visits the whole buffer"
+  return ignored
+
+
+def without_ignored(config: Config) -> Config:
+  """``config`` with every field in ``ignored_fields`` at its default: the same run."""
+  defaults = Config()
+  return dataclasses.replace(config, **{name: getattr(defaults, name)
+                                        for name in ignored_fields(config)})
+
+
+def ignored_flags(config: Config) -> list[str]:
+  """One line per field set away from its default that ``config``'s variant ignores
+  (``ignored_fields``), or that overrides the variant's sharing, naming the flag and
+  why; the run goes on without it."""
+  defaults = Config()
+  lines = []
+  if config.variant in VARIANTS:
+    variant_share = VARIANTS[config.variant](defaults).share
+    if config.share != variant_share:
+      lines.append(f'--share={config.share!r} replaces what --variant={config.variant} '
+                   f'shares ({variant_share!r}): the run is no longer that variant')
+  if config.share in ('distill', 'hardcopy') and config.ensemble_size < 2:
     lines.append(f'--share={config.share} with --ensemble_size={config.ensemble_size} '
                  'does nothing: a phase needs a teacher and at least one student')
-    return lines
-  if config.share == 'extra':
-    ignored(('teacher',), '--share=extra elects no teacher')
-    ignored(('distill_lr',), "--share=extra updates the members with their own SAC "
-            'optimisers')
-  else:
-    ignored(('extra_updates',), f'--share={config.share} does no extra updates')
-  if config.share == 'hardcopy':
-    ignored(('distill_data', 'distill_epochs', 'distill_sample_batches', 'distill_lr'),
-            '--share=hardcopy copies the teacher and takes no gradient step')
-  elif config.distill_data == 'full':
-    ignored(('distill_sample_batches',), "--distill_data='full' visits the whole buffer")
+  for name, why in ignored_fields(config).items():
+    if getattr(config, name) != getattr(defaults, name):
+      lines.append(f'--{name}={getattr(config, name)!r} is ignored: {why}')
   return lines
 
 

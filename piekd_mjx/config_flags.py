@@ -11,6 +11,7 @@ import typing
 
 from absl import flags
 
+from piekd_mjx import grid
 from piekd_mjx.config import Config
 
 
@@ -52,3 +53,27 @@ def config_from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> tuple[Conf
     if flag_values[field.name].present:
       explicit.add(field.name)
   return Config(**values), frozenset(explicit)
+
+
+def define_multi_flags(flag_values: flags.FlagValues) -> None:
+  """Defines one repeatable flag per ``Config`` field on ``flag_values`` (for sweeps:
+  the runs are the product of the values given); a field not given keeps its default."""
+  for field in dataclasses.fields(Config):
+    flags.DEFINE_multi_string(
+        field.name, [], f'{field.metadata["help"]} Repeat for several values.',
+        flag_values=flag_values)
+
+
+def values_from_multi_flags(flag_values: flags.FlagValues) -> dict[str, tuple]:
+  """The values given to each field's repeatable flag (``define_multi_flags``), parsed
+  to the field's type; fields not given are left out.
+
+  Raises ValueError naming the flag when a value is not of its field's type.
+  """
+  values = {}
+  for field in dataclasses.fields(Config):
+    given = flag_values[field.name].value
+    if given:
+      values[field.name] = tuple(dict.fromkeys(
+          grid.parse_value(field.name, text) for text in given))
+  return values

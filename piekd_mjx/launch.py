@@ -22,13 +22,13 @@ import json
 import os
 import signal
 import sys
-import tempfile
 
 from absl import flags
 
 from piekd_mjx import config as config_lib
 from piekd_mjx import config_flags
 from piekd_mjx import rundir
+from piekd_mjx.resources import UsageError, check_memory, check_writable
 
 FLAGS = flags.FLAGS
 config_flags.define_flags(FLAGS)
@@ -44,15 +44,6 @@ flags.DEFINE_string('jax_cache_dir', os.path.expanduser('~/.cache/piekd_mjx/jax'
 
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3
-
-# Device memory the run needs besides its replay buffers (networks, environments,
-# XLA's temporaries), a generous bound for the networks of the paper.
-MEMORY_MARGIN_BYTES = 256 * 2**20
-
-
-class UsageError(Exception):
-  """Bad input: reported as one line, exit code 2."""
-
 
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
   print(f'error: {message}', file=sys.stderr, flush=True)
@@ -119,52 +110,6 @@ def resolve_resume(flag_values: flags.FlagValues = FLAGS) -> config_lib.Config:
   _check_env(config)
   config_lib.check_resumable(saved, config)
   return config
-
-
-def check_writable(run_dir: str) -> None:
-  """Raises UsageError unless files can be created in ``run_dir`` or, when it does not
-  exist yet, in its nearest existing parent (probed with a directory removed at once)."""
-  path = os.path.abspath(run_dir)
-  while not os.path.exists(path):
-    path = os.path.dirname(path)
-  if not os.path.isdir(path):
-    raise UsageError(f'--out_dir={run_dir!r} is invalid: {path} is a file, not a directory')
-  try:
-    if not os.access(path, os.W_OK | os.X_OK):
-      raise PermissionError(f'no write permission on {path}')
-    os.rmdir(tempfile.mkdtemp(prefix='.piekd-write-test-', dir=path))
-  except OSError as e:
-    raise UsageError(f'--out_dir={run_dir!r} is not writable: cannot create files in '
-                     f'{path} ({e.strerror or e})') from None
-
-
-def available_memory() -> tuple[int, str]:
-  """Bytes free on the default device (a GPU's limit less what is in use, or the host's
-  available memory on a CPU), and the name of that memory."""
-  import jax  # pylint: disable=g-import-not-at-top
-  device = jax.devices()[0]
-  try:
-    stats = device.memory_stats()
-  except Exception:  # pylint: disable=broad-except
-    stats = None  # platforms without memory statistics
-  if stats and 'bytes_limit' in stats:
-    return (int(stats['bytes_limit']) - int(stats.get('bytes_in_use', 0)),
-            f'the {device.platform} device ({device.device_kind})')
-  import psutil  # pylint: disable=g-import-not-at-top
-  return int(psutil.virtual_memory().available), 'the host (available RAM)'
-
-
-def check_memory(config: config_lib.Config, bytes_per_transition: int,
-                 available: tuple[int, str] | None = None) -> None:
-  """Raises UsageError when the replay buffers of every seed cannot fit in memory."""
-  needed = config.num_seeds * config.replay_capacity * bytes_per_transition
-  free, where = available or available_memory()
-  if needed + MEMORY_MARGIN_BYTES > free:
-    raise UsageError(
-        f'--replay_capacity={config.replay_capacity:,} × --num_seeds={config.num_seeds} '
-        f'needs {needed / 2**30:,.2f} GiB of replay buffers ({bytes_per_transition} B per '
-        f'transition, plus {MEMORY_MARGIN_BYTES / 2**30:.2f} GiB for the rest) but '
-        f'{where} has {free / 2**30:,.2f} GiB free; lower --replay_capacity or --num_seeds')
 
 
 def main(argv: list[str]) -> None:

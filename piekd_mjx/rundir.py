@@ -20,13 +20,14 @@ from piekd_mjx import config as config_lib
 CONFIG_FILE = 'config.json'
 METRICS_FILE = 'metrics.jsonl'
 LOG_FILE = 'run.log'
+LOCK_FILE = 'run.lock'  # held by the sweep that trains the run (sweep.py)
 TENSORBOARD_DIR = 'tensorboard'
 CHECKPOINTS = 'checkpoints'
 CORRUPT = 'checkpoints.corrupt'
 
 # Entries a run writes, by exact name and by pattern (temporary files of atomic writes,
 # the copies of metrics.jsonl that a resume keeps).
-_FILES = frozenset({CONFIG_FILE, METRICS_FILE, LOG_FILE})
+_FILES = frozenset({CONFIG_FILE, METRICS_FILE, LOG_FILE, LOCK_FILE})
 _DIRECTORIES = frozenset({TENSORBOARD_DIR, CHECKPOINTS, CORRUPT})
 _PATTERNS = (re.compile(r'config\.json\.tmp'),
              re.compile(r'metrics\.jsonl(\.tmp|\.before-resume-\d+)'))

@@ -166,12 +166,12 @@ def test_resume_with_an_unreadable_config(tmp_path):
 
 
 def test_check_memory_counts_every_seed():
-  from piekd_mjx import launch as launch_lib  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import resources  # pylint: disable=g-import-not-at-top
   config = config_lib.Config(replay_capacity=1000, num_seeds=4)
-  available = (launch_lib.MEMORY_MARGIN_BYTES + 400_000, 'the test device')
-  launch_lib.check_memory(config, 100, available)
-  with pytest.raises(launch_lib.UsageError, match='--num_seeds=5 needs .* but the test device'):
-    launch_lib.check_memory(dataclasses.replace(config, num_seeds=5), 100, available)
+  available = (resources.MEMORY_MARGIN_BYTES + 400_000, 'the test device')
+  resources.check_memory(config, 100, available)
+  with pytest.raises(resources.UsageError, match='--num_seeds=5 needs .* but the test device'):
+    resources.check_memory(dataclasses.replace(config, num_seeds=5), 100, available)
 
 
 

@@ -1,0 +1,63 @@
+"""What a run needs of the machine, checked before anything is written: a writable run
+directory and memory for its replay buffers. Bad input raises ``UsageError``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from piekd_mjx import config as config_lib
+
+# Device memory the run needs besides its replay buffers (networks, environments,
+# XLA's temporaries), a generous bound for the networks of the paper.
+MEMORY_MARGIN_BYTES = 256 * 2**20
+
+
+class UsageError(Exception):
+  """Bad input: reported as one line, exit code 2."""
+
+
+def check_writable(run_dir: str) -> None:
+  """Raises UsageError unless files can be created in ``run_dir`` or, when it does not
+  exist yet, in its nearest existing parent (probed with a directory removed at once)."""
+  path = os.path.abspath(run_dir)
+  while not os.path.exists(path):
+    path = os.path.dirname(path)
+  if not os.path.isdir(path):
+    raise UsageError(f'--out_dir={run_dir!r} is invalid: {path} is a file, not a directory')
+  try:
+    if not os.access(path, os.W_OK | os.X_OK):
+      raise PermissionError(f'no write permission on {path}')
+    os.rmdir(tempfile.mkdtemp(prefix='.piekd-write-test-', dir=path))
+  except OSError as e:
+    raise UsageError(f'--out_dir={run_dir!r} is not writable: cannot create files in '
+                     f'{path} ({e.strerror or e})') from None
+
+
+def available_memory() -> tuple[int, str]:
+  """Bytes free on the default device (a GPU's limit less what is in use, or the host's
+  available memory on a CPU), and the name of that memory."""
+  import jax  # pylint: disable=g-import-not-at-top
+  device = jax.devices()[0]
+  try:
+    stats = device.memory_stats()
+  except Exception:  # pylint: disable=broad-except
+    stats = None  # platforms without memory statistics
+  if stats and 'bytes_limit' in stats:
+    return (int(stats['bytes_limit']) - int(stats.get('bytes_in_use', 0)),
+            f'the {device.platform} device ({device.device_kind})')
+  import psutil  # pylint: disable=g-import-not-at-top
+  return int(psutil.virtual_memory().available), 'the host (available RAM)'
+
+
+def check_memory(config: config_lib.Config, bytes_per_transition: int,
+                 available: tuple[int, str] | None = None) -> None:
+  """Raises UsageError when the replay buffers of every seed cannot fit in memory."""
+  needed = config.num_seeds * config.replay_capacity * bytes_per_transition
+  free, where = available or available_memory()
+  if needed + MEMORY_MARGIN_BYTES > free:
+    raise UsageError(
+        f'--replay_capacity={config.replay_capacity:,} × --num_seeds={config.num_seeds} '
+        f'needs {needed / 2**30:,.2f} GiB of replay buffers ({bytes_per_transition} B per '
+        f'transition, plus {MEMORY_MARGIN_BYTES / 2**30:.2f} GiB for the rest) but '
+        f'{where} has {free / 2**30:,.2f} GiB free; lower --replay_capacity or --num_seeds')

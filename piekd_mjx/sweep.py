@@ -1,0 +1,636 @@
+"""The command line of sweeps: ``python -m piekd_mjx.sweep --root=DIR ...``.
+
+A sweep trains the runs of one or more figures (``grid.Figure``) one after another in
+this process, each into ``DIR/runs/<grid.run_name>``, and writes each figure's
+description to ``DIR/figures/<name>.json`` for the report. Every ``Config`` field is a
+repeatable flag: the runs are the product of the values given
+(``--env=hopper --env=walker2d --variant=vanilla_sac --variant=piekd`` is four runs);
+``--arm=VARIANT[,FIELD=VALUE...]`` gives the lines of a figure instead of ``--variant``.
+``--flagfile=launch/fig3_main.cfg`` (absl's) reads one figure's flags from a file;
+``--figure_file=FILE`` (repeatable) adds a figure read from its own file, so the runs
+of several figures form a union, not a product. ``--override=FIELD=VALUE`` and
+``--profile`` scale the figures down without editing their files.
+
+Running a sweep again skips finished runs, resumes cut ones exactly
+(``run.run(resume=True)``) and refuses a directory whose config is not the run's. A
+run's directory is held with a lock while it trains (``run.lock``), so two sweeps on
+one root never train the same run at once: the second skips it. SIGINT or SIGTERM
+stops the sweep after the current run's checkpoint.
+
+Exit codes: 0 done (or every run left was held by another sweep); 2 bad input (one
+line, nothing trained); 3 a run became non-finite (the others went on); 130/143
+stopped by SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from typing import Any, Iterator, Sequence
+
+from absl import flags
+
+from piekd_mjx import config as config_lib
+from piekd_mjx import config_flags
+from piekd_mjx import grid
+from piekd_mjx import rundir
+from piekd_mjx.config import Config
+from piekd_mjx.resources import UsageError, check_memory, check_writable
+
+EXIT_USAGE, EXIT_NONFINITE = 2, 3
+RUNS, FIGURES = 'runs', 'figures'
+
+# Named sets of overrides that scale every figure down (``--override`` wins over them).
+PROFILES: dict[str, dict[str, Any]] = {
+    'paper': {},
+    # The paper's protocol at a size a 2-core CPU finishes in hours: 100k steps, 3 seeds.
+    'cpu': dict(total_steps=100_000, num_seeds=3),
+    # Every code path in minutes: tiny networks and buffers, few steps and episodes.
+    'smoke': dict(total_steps=3000, warmup_steps=1000, num_seeds=2, hidden_sizes=(32, 32),
+                  batch_size=64, replay_capacity=10_000, eval_every=1000, eval_episodes=2,
+                  log_every=1000, checkpoint_every=1000, distill_data='sample'),
+}
+
+
+def define_figure_flags(flag_values: flags.FlagValues) -> None:
+  """The flags of one figure: every ``Config`` field (repeatable) and what it draws."""
+  config_flags.define_multi_flags(flag_values)
+  flags.DEFINE_multi_string(
+      'arm', [], 'A line of the figure: VARIANT[,FIELD=VALUE...] (tuple values joined by '
+      '/); repeatable. Without it every --variant is an arm.', flag_values=flag_values)
+  flags.DEFINE_string('figure', 'sweep', "The figure's name (its files in the report).",
+                      flag_values=flag_values)
+  flags.DEFINE_string('title', '', "The figure's title.", flag_values=flag_values)
+  flags.DEFINE_list('curves', ['best'], "What each arm draws: 'best' and/or 'worst' member.",
+                    flag_values=flag_values)
+  flags.DEFINE_multi_string('baseline', [], 'An arm (as given to --arm or --variant) that is '
+                            'a baseline of the figure; repeatable.', flag_values=flag_values)
+
+
+FLAGS = flags.FlagValues()
+define_figure_flags(FLAGS)
+flags.DEFINE_multi_string('figure_file', [], 'A file of one figure\'s flags (as for '
+                          '--flagfile); repeatable: the runs are the union of the figures.',
+                          flag_values=FLAGS)
+flags.DEFINE_multi_string('override', [], 'FIELD=VALUE: replaces every value of FIELD in '
+                          'every figure (repeat for several values); an arm\'s own settings '
+                          'still win.', flag_values=FLAGS)
+flags.DEFINE_enum('profile', 'paper', list(PROFILES), 'Overrides that scale every figure: '
+                  + '; '.join(f'{k}: {v or "as written"}' for k, v in PROFILES.items()),
+                  flag_values=FLAGS)
+flags.DEFINE_string('root', '', 'The sweep\'s directory: runs/, figures/ and the report.',
+                    flag_values=FLAGS)
+flags.DEFINE_bool('dry_run', False, 'Print the plan and exit.', flag_values=FLAGS)
+flags.DEFINE_enum('keep', 'last', ['last', 'report'], "What a finished run keeps: 'last' "
+                  'checkpoint (to extend it later) or only the report\'s files.',
+                  flag_values=FLAGS)
+flags.DEFINE_bool('calibrate', True, 'Time a few training steps of each kind of run that '
+                  'the root has no measurement of, for the plan\'s time estimate.',
+                  flag_values=FLAGS)
+flags.DEFINE_string('jax_cache_dir', os.path.expanduser('~/.cache/piekd_mjx/jax'),
+                    "JAX's persistent compilation cache ('' to disable).", flag_values=FLAGS)
+flags.DEFINE_bool('help', False, 'Show the flags and exit.', flag_values=FLAGS)
+
+
+# -- figures from flags ------------------------------------------------------------------
+
+
+def parse_overrides(texts: Sequence[str], profile: str) -> dict[str, tuple]:
+  """The values each overridden field takes: the profile's, then ``--override``'s."""
+  overrides = {name: (value,) for name, value in PROFILES[profile].items()}
+  given: dict[str, list] = {}
+  for text in texts:
+    name, sep, value = text.partition('=')
+    if not sep:
+      raise UsageError(f'--override={text!r} is invalid: must be FIELD=VALUE')
+    if name == 'variant':
+      raise UsageError(f'--override={text!r} is invalid: the arms of a figure are its own')
+    try:
+      given.setdefault(name, []).append(grid.parse_value(name, value))
+    except ValueError as e:
+      raise UsageError(f'--override={text!r} is invalid: {e}') from None
+  overrides.update({name: tuple(values) for name, values in given.items()})
+  return overrides
+
+
+def figure_from_flags(flag_values: flags.FlagValues, overrides: dict[str, tuple],
+                      source: str) -> grid.Figure:
+  """The figure that ``flag_values`` (parsed ``define_figure_flags``) describes."""
+  try:
+    values = config_flags.values_from_multi_flags(flag_values)
+    specs = list(flag_values.arm)
+    if specs and 'variant' in values:
+      raise ValueError('--variant and --arm exclude each other: give the arms with --arm')
+    specs = specs or [v for v in values.pop('variant', (Config().variant,))]
+    arms = tuple(grid.parse_arm(spec) for spec in specs)
+    values.update(overrides)
+    values.setdefault('env', (Config().env,))
+    curves = tuple(flag_values.curves)
+    for curve in curves:
+      if curve not in grid.CURVES:
+        raise ValueError(f'--curves={curve!r} is invalid: must be among '
+                         + ', '.join(grid.CURVES))
+    baselines = []
+    for spec in flag_values.baseline:
+      arm = grid.parse_arm(spec)
+      if arm not in arms:
+        raise ValueError(f'--baseline={spec!r} is invalid: not one of the arms '
+                         + ', '.join(a.spec for a in arms))
+      baselines.append(arm.label)
+    figure = grid.Figure(
+        name=flag_values.figure, title=flag_values.title or flag_values.figure, arms=arms,
+        values=grid.values_from(values), explicit=frozenset(values) - {'env'},
+        curves=curves, baselines=tuple(baselines))
+    _check_envs(figure)
+    figure.runs()  # every config validates
+  except ValueError as e:
+    raise UsageError(f'{source}: {e}' if source else str(e)) from None
+  return figure
+
+
+def _check_envs(figure: grid.Figure) -> None:
+  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  for name, values in figure.values:
+    if name == 'env':
+      for env in values:
+        if env not in envs.names():
+          raise ValueError(f'--env={env!r} is invalid: must be one of '
+                           + ', '.join(envs.names()))
+
+
+def read_figure_file(path: str, overrides: dict[str, tuple]) -> grid.Figure:
+  """The figure of a flag file (``define_figure_flags``' flags, one per line)."""
+  if not os.path.isfile(path):
+    raise UsageError(f'--figure_file={path!r} is invalid: no such file')
+  flag_values = flags.FlagValues()
+  define_figure_flags(flag_values)
+  try:
+    flag_values(['figure_file', f'--flagfile={path}'])
+  except flags.Error as e:
+    raise UsageError(f'--figure_file={path!r}: {str(e).splitlines()[0]}') from None
+  return figure_from_flags(flag_values, overrides, f'--figure_file={path!r}')
+
+
+def figures_from_flags(flag_values: flags.FlagValues) -> list[grid.Figure]:
+  """The command line's figure (when it gives any field or arm) and every
+  ``--figure_file``'s, names distinct."""
+  overrides = parse_overrides(flag_values.override, flag_values.profile)
+  figures = [read_figure_file(path, overrides) for path in flag_values.figure_file]
+  given = [f.name for f in dataclasses.fields(Config) if flag_values[f.name].value]
+  if given or flag_values.arm or not figures:
+    figures.insert(0, figure_from_flags(flag_values, overrides, ''))
+  names = [figure.name for figure in figures]
+  duplicates = sorted({n for n in names if names.count(n) > 1})
+  if duplicates:
+    raise UsageError(f'--figure={duplicates[0]!r} names two figures; give each its own')
+  return figures
+
+
+# -- the state of each run ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RunStatus:
+  """Where one run of the sweep stands.
+
+  ``state``: 'new' (nothing trained), 'partial' (to resume), 'done' (its records reach
+  the sweep's total_steps), 'busy' (another sweep holds it), 'conflict' (the directory
+  holds something else: ``reason`` says what).
+  """
+
+  config: Config
+  run_dir: str
+  state: str
+  step: int = 0  # the last evaluation's step on disk
+  reason: str = ''
+
+
+def _last_step(run_dir: str) -> int:
+  """The step of the last whole record of ``metrics.jsonl`` (0 without one)."""
+  path = os.path.join(run_dir, rundir.METRICS_FILE)
+  last = 0
+  if os.path.isfile(path):
+    with open(path, encoding='utf-8') as f:
+      for line in f:
+        try:
+          last = max(last, int(json.loads(line)['step']))
+        except (ValueError, KeyError, TypeError):
+          continue
+  return last
+
+
+def _held(run_dir: str) -> bool:
+  """Whether another process holds ``run_dir``'s lock."""
+  path = os.path.join(run_dir, rundir.LOCK_FILE)
+  if not os.path.exists(path):
+    return False
+  with open(path, 'a', encoding='utf-8') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      return True
+    fcntl.flock(f, fcntl.LOCK_UN)
+  return False
+
+
+def status_of(config: Config, run_dir: str) -> RunStatus:
+  """The ``RunStatus`` of ``config`` in ``run_dir``."""
+  if not os.path.isdir(run_dir):
+    return RunStatus(config, run_dir, 'new')
+  if _held(run_dir):
+    return RunStatus(config, run_dir, 'busy', _last_step(run_dir))
+  entries = set(os.listdir(run_dir)) - {rundir.LOCK_FILE}
+  config_path = os.path.join(run_dir, rundir.CONFIG_FILE)
+  if not os.path.isfile(config_path):
+    if not entries:
+      return RunStatus(config, run_dir, 'new')
+    return RunStatus(config, run_dir, 'conflict', reason='it holds files but no config.json')
+  try:
+    with open(config_path, encoding='utf-8') as f:
+      saved = config_lib.from_dict(json.load(f))
+  except (OSError, ValueError, TypeError) as e:
+    return RunStatus(config, run_dir, 'conflict', reason=f'its config.json does not read ({e})')
+  differs = [name for name, value in grid.identity(saved).items()
+             if grid.identity(config)[name] != value]
+  differs += [name for name in ('eval_every', 'eval_episodes')
+              if getattr(saved, name) != getattr(config, name)]
+  if differs:
+    name = differs[0]
+    return RunStatus(config, run_dir, 'conflict', reason=(
+        f'its config.json has {name}={getattr(saved, name)!r} where the sweep runs '
+        f'{getattr(config, name)!r}'))
+  step = _last_step(run_dir)
+  if step >= config.total_steps:
+    return RunStatus(config, run_dir, 'done', step)
+  # A run asked for longer before goes on to its own end.
+  target = max(config.total_steps, saved.total_steps)
+  return RunStatus(dataclasses.replace(config, total_steps=target), run_dir, 'partial', step)
+
+
+def statuses(root: str, figures: Sequence[grid.Figure]) -> list[RunStatus]:
+  try:
+    configs = grid.unique_runs(figures)
+  except ValueError as e:
+    raise UsageError(str(e)) from None
+  return [status_of(dataclasses.replace(c, out_dir=run_dir(root, c)), run_dir(root, c))
+          for c in configs]
+
+
+def run_dir(root: str, config: Config) -> str:
+  return os.path.join(root, RUNS, grid.run_name(config))
+
+
+@contextlib.contextmanager
+def hold(run_dir_: str) -> Iterator[bool]:
+  """Holds ``run_dir_``'s lock while active; yields False when another process has it.
+  The lock goes with the process, however it ends."""
+  os.makedirs(run_dir_, exist_ok=True)
+  with open(os.path.join(run_dir_, rundir.LOCK_FILE), 'a', encoding='utf-8') as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      yield False
+      return
+    try:
+      yield True
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# -- the plan ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Work:
+  """What a run still needs, in units that do not depend on the machine."""
+
+  env_steps: int  # environment steps, all seeds
+  sac_updates: int  # SAC updates of one member, all members and seeds
+  phase_steps: int  # gradient steps of the phases, all members (students) and seeds
+  checkpoint_bytes: int  # disk of the checkpoints the run keeps when it is done
+
+
+def phase_gradient_steps(config: Config, step: int) -> int:
+  """Gradient steps of the phase after ``step``, summed over the members that learn in
+  it (distillation: the students; extra updates: every member; hard copy: none)."""
+  if config.share == 'hardcopy':
+    return 0
+  if config.distill_data == 'full':
+    size = min(step, config.replay_capacity)
+    per_member = config.distill_epochs * -(-size // config.distill_batch_size)
+  else:
+    per_member = config.distill_epochs * config.distill_sample_batches
+  learners = config.ensemble_size if config.share == 'extra' else config.ensemble_size - 1
+  return per_member * learners
+
+
+def work_of(status: RunStatus, bytes_per_transition: int, keep: str) -> Work:
+  """The ``Work`` left to ``status``'s run."""
+  from piekd_mjx import schedule  # pylint: disable=g-import-not-at-top
+  config, start = status.config, (status.step if status.state == 'partial' else 0)
+  if status.state in ('done', 'busy', 'conflict'):
+    start = config.total_steps
+  learning = max(0, config.total_steps - max(start, config.warmup_steps))
+  phases = [t for t in schedule.phase_steps(config) if t >= start]
+  seeds, members = config.num_seeds, config.ensemble_size
+  replay = seeds * config.replay_capacity * bytes_per_transition
+  kept = 0 if keep == 'report' else 1
+  return Work(
+      env_steps=seeds * (config.total_steps - min(start, config.total_steps)),
+      sac_updates=seeds * members * config.updates_per_step * learning,
+      phase_steps=seeds * sum(phase_gradient_steps(config, t) for t in phases),
+      checkpoint_bytes=kept * replay if status.state != 'conflict' else 0)
+
+
+def measured_seconds_per_step(root: str, config: Config) -> float | None:
+  """Seconds per environment step (all seeds, evaluations and phases included) of the
+  root's runs with the same task, K and S, from their records; None without any."""
+  rates = []
+  runs = os.path.join(root, RUNS)
+  for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
+    try:
+      with open(os.path.join(runs, name, rundir.CONFIG_FILE), encoding='utf-8') as f:
+        other = config_lib.from_dict(json.load(f))
+      with open(os.path.join(runs, name, rundir.METRICS_FILE), encoding='utf-8') as f:
+        records = [json.loads(line) for line in f]
+    except (OSError, ValueError, TypeError):
+      continue
+    same = (other.env, other.ensemble_size, other.num_seeds, other.solver, other.hidden_sizes,
+            other.batch_size) == (config.env, config.ensemble_size, config.num_seeds,
+                                  config.solver, config.hidden_sizes, config.batch_size)
+    if same:
+      rates += [r['steps_per_second'] for r in records[1:] if r.get('steps_per_second')]
+  if not rates:
+    return None
+  rates.sort()
+  return 1.0 / rates[len(rates) // 2]
+
+
+def calibrated_seconds_per_step(trainer, num_steps: int = 200) -> float:
+  """Seconds per training step (no evaluation or phase) of a short chunk, after one
+  call that compiles it; the state is thrown away."""
+  state = trainer.init()
+  state, _ = trainer.train(state, 1)
+  start = time.perf_counter()
+  state, metrics = trainer.train(state, num_steps)
+  jax_block(metrics)
+  return (time.perf_counter() - start) / num_steps
+
+
+def jax_block(tree: Any) -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.block_until_ready(tree)
+
+
+def _gib(n: int) -> str:
+  return f'{n / 2**30:,.2f} GiB'
+
+
+def _duration(seconds: float | None) -> str:
+  if seconds is None:
+    return '?'
+  seconds = int(seconds)
+  return f'{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+def print_plan(root: str, figures: Sequence[grid.Figure], listed: Sequence[RunStatus],
+               programs: 'Programs', keep: str, calibrate: bool) -> None:
+  """The runs, their state and the work, disk and time they need."""
+  print(f'sweep of {len(figures)} figure(s) into {root}: '
+        + ', '.join(f'{f.name} ({len(f.runs())} runs)' for f in figures), flush=True)
+  counts = {s: sum(r.state == s for r in listed) for s in ('new', 'partial', 'done', 'busy')}
+  print(f'{len(listed)} unique runs: ' + ', '.join(f'{v} {k}' for k, v in counts.items()),
+        flush=True)
+  total = Work(0, 0, 0, 0)
+  total_seconds, unknown = 0.0, 0
+  estimates: dict[tuple, tuple[float | None, str]] = {}
+  print(f'{"run":<44} {"state":<8} {"step":>9} {"env steps":>11} {"SAC updates":>13} '
+        f'{"phase steps":>12} {"disk":>10} {"time":>9}', flush=True)
+  for status in listed:
+    config = status.config
+    work = work_of(status, programs.bytes_per_transition(config), keep)
+    key = (config.env, config.ensemble_size, config.num_seeds, config.solver,
+           config.hidden_sizes, config.batch_size)
+    if key not in estimates and work.env_steps:
+      seconds = measured_seconds_per_step(root, config)
+      source = 'measured by the root\'s runs (evaluations and phases included)'
+      if seconds is None:
+        source = 'no measurement in the root (pass --calibrate)'
+        if calibrate:
+          seconds = calibrated_seconds_per_step(programs.trainer(config))
+          source = 'calibrated here: training steps only, no evaluation or phase'
+      estimates[key] = (seconds, source)
+    seconds_per_step, _ = estimates.get(key, (0.0, ''))
+    left = config.total_steps - (status.step if status.state == 'partial' else 0)
+    seconds = None if seconds_per_step is None else seconds_per_step * left * bool(
+        work.env_steps)
+    if seconds is None:
+      unknown += 1
+    else:
+      total_seconds += seconds
+    total = Work(*(a + b for a, b in zip(dataclasses.astuple(total),
+                                         dataclasses.astuple(work))))
+    note = f' ({status.reason})' if status.reason else ''
+    print(f'{os.path.basename(status.run_dir):<44} {status.state:<8} {status.step:>9,} '
+          f'{work.env_steps:>11,} {work.sac_updates:>13,} {work.phase_steps:>12,} '
+          f'{_gib(work.checkpoint_bytes):>10} {_duration(seconds):>9}{note}', flush=True)
+  print(f'{"total":<44} {"":<8} {"":>9} {total.env_steps:>11,} {total.sac_updates:>13,} '
+        f'{total.phase_steps:>12,} {_gib(total.checkpoint_bytes):>10} '
+        f'{_duration(total_seconds):>9}' + (f' + {unknown} run(s) unknown' if unknown else ''),
+        flush=True)
+  for key, (seconds, source) in sorted(estimates.items(), key=str):
+    rate = f'{1 / seconds:,.1f} steps/s' if seconds else 'no estimate'
+    print(f'  time of {key[0]} K={key[1]} S={key[2]}: {rate}, {source}', flush=True)
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+class Programs:
+  """The trainers of the sweep's runs, built once per config in this process."""
+
+  def __init__(self):
+    self._trainers: dict[Config, Any] = {}
+    self._sizes: dict[str, int] = {}
+
+  def trainer(self, config: Config):
+    from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+    key = dataclasses.replace(config, out_dir='')
+    if key not in self._trainers:
+      self._trainers[key] = train.make_trainer(key)
+    return self._trainers[key]
+
+  def bytes_per_transition(self, config: Config) -> int:
+    """4 bytes per float of a stored transition (obs, action, reward, next obs,
+    termination, truncation)."""
+    if config.env not in self._sizes:
+      from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+      task = envs.make(config.env, solver=config.solver)
+      self._sizes[config.env] = 4 * (2 * task.observation_size + task.action_size + 3)
+    return self._sizes[config.env]
+
+
+def prune(run_dir_: str, keep: str) -> None:
+  """What a finished run keeps: its newest checkpoint ('last') or none ('report')."""
+  checkpoints = os.path.join(run_dir_, rundir.CHECKPOINTS)
+  if keep == 'report':
+    for name in (rundir.CHECKPOINTS, rundir.CORRUPT):
+      shutil.rmtree(os.path.join(run_dir_, name), ignore_errors=True)
+    return
+  steps = sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit()) if os.path.isdir(
+      checkpoints) else []
+  for step in steps[:-1]:
+    shutil.rmtree(os.path.join(checkpoints, str(step)))
+
+
+def write_figures(root: str, figures: Sequence[grid.Figure]) -> None:
+  """``root/figures/<name>.json``: each figure and the run directory of each of its
+  (arm, task, other values) cells, for the report."""
+  os.makedirs(os.path.join(root, FIGURES), exist_ok=True)
+  for figure in figures:
+    cells = []
+    for arm, config in figure.runs():
+      varied = {name: grid.identity(config).get(name, getattr(config, name))
+                for name, values in figure.values if len(values) > 1 and name != 'env'}
+      cells.append({'arm': arm.label, 'env': config.env, 'varied': varied,
+                    'run': grid.run_name(config), 'total_steps': config.total_steps})
+    path = os.path.join(root, FIGURES, f'{figure.name}.json')
+    with open(f'{path}.tmp', 'w', encoding='utf-8') as f:
+      json.dump({**figure.to_json(), 'cells': cells}, f, indent=2)
+    os.replace(f'{path}.tmp', path)
+
+
+class _Signals:
+  """SIGINT and SIGTERM between runs: remembered, and the sweep stops before the next."""
+
+  def __init__(self):
+    self.caught: list[int] = []
+
+  def __enter__(self):
+    self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT,
+                                                                   signal.SIGTERM)}
+    return self
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    if self.caught:
+      raise KeyboardInterrupt
+    self.caught.append(signum)
+
+  def __exit__(self, *exc):
+    for s, h in self._previous.items():
+      signal.signal(s, h)
+
+
+def train_runs(listed: Sequence[RunStatus], programs: Programs, keep: str) -> int:
+  """Trains every run not done, one after another; returns the exit code."""
+  from piekd_mjx import checkpoint  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import run  # pylint: disable=g-import-not-at-top
+  failed, busy = [], []
+  todo = [s for s in listed if s.state in ('new', 'partial', 'busy')]
+  with _Signals() as signals:
+    for number, status in enumerate(todo, 1):
+      name = os.path.basename(status.run_dir)
+      with hold(status.run_dir) as held:
+        if not held:
+          busy.append(name)
+          print(f'[{number}/{len(todo)}] {name}: held by another sweep; skipped', flush=True)
+          continue
+        status = status_of(status.config, status.run_dir)  # as it is now that we hold it
+        if status.state == 'done':
+          print(f'[{number}/{len(todo)}] {name}: done (by another sweep)', flush=True)
+          continue
+        if status.state == 'conflict':
+          raise UsageError(f'{status.run_dir}: {status.reason}')
+        config = status.config
+        trainer = programs.trainer(config)
+        check_memory(config, trainer.replay.bytes_per_transition)
+        if signals.caught:
+          return _stopped_between(signals.caught[0], number, len(todo))
+        print(f'[{number}/{len(todo)}] {name}: {status.state}, {config.env} '
+              f'{config.variant} S={config.num_seeds} K={config.ensemble_size} to step '
+              f'{config.total_steps:,}', flush=True)
+        try:
+          run.run(config, status.run_dir, trainer=trainer, resume=status.state == 'partial')
+        except run.NonFiniteError as e:
+          print(f'error: {name}: {e}', file=sys.stderr, flush=True)
+          failed.append(name)
+          continue
+        except run.Stopped as e:
+          print(f'{e}; checkpoint {e.checkpoint}; run the same sweep command again to go on',
+                file=sys.stderr, flush=True)
+          return 128 + e.signum
+        except checkpoint.ResumeError as e:
+          raise UsageError(f'{status.run_dir}: {e}') from None
+        prune(status.run_dir, keep)
+      if signals.caught:
+        return _stopped_between(signals.caught[0], number + 1, len(todo))
+  if busy:
+    print(f'{len(busy)} run(s) were held by another sweep: ' + ', '.join(busy), flush=True)
+  if failed:
+    print(f'error: {len(failed)} run(s) became non-finite: ' + ', '.join(failed),
+          file=sys.stderr, flush=True)
+    return EXIT_NONFINITE
+  return 0
+
+
+def _stopped_between(signum: int, number: int, count: int) -> int:
+  if number <= count:
+    print(f'stopped by {signal.Signals(signum).name} before run {number}/{count}; run the '
+          'same sweep command again to go on', file=sys.stderr, flush=True)
+  return 128 + signum
+
+
+def main(argv: list[str]) -> None:
+  try:
+    FLAGS(argv)
+  except flags.Error as e:
+    _fail(str(e).splitlines()[0])
+  if FLAGS.help:
+    print(FLAGS.get_help())
+    sys.exit(0)
+  try:
+    if not FLAGS.root:
+      raise UsageError('--root is required: the directory of the sweep\'s runs and report')
+    figures = figures_from_flags(FLAGS)
+    check_writable(FLAGS.root)
+    listed = statuses(FLAGS.root, figures)
+    conflicts = [s for s in listed if s.state == 'conflict']
+    if conflicts:
+      raise UsageError(f'{conflicts[0].run_dir}: {conflicts[0].reason}; it is not the run '
+                       'the sweep would train there (move it away, or use another --root)')
+  except (UsageError, ValueError) as e:
+    _fail(str(e))
+  import jax  # pylint: disable=g-import-not-at-top
+  if FLAGS.jax_cache_dir:
+    jax.config.update('jax_compilation_cache_dir', FLAGS.jax_cache_dir)
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+  programs = Programs()
+  print_plan(FLAGS.root, figures, listed, programs, FLAGS.keep, FLAGS.calibrate)
+  if FLAGS.dry_run:
+    sys.exit(0)
+  write_figures(FLAGS.root, figures)
+  try:
+    code = train_runs(listed, programs, FLAGS.keep)
+  except UsageError as e:
+    _fail(str(e))
+  except KeyboardInterrupt:
+    print('interrupted; run the same sweep command again to go on', file=sys.stderr,
+          flush=True)
+    code = 128 + signal.SIGINT
+  sys.exit(code)
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> None:
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+if __name__ == '__main__':
+  main(sys.argv)

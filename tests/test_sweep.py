@@ -1,0 +1,331 @@
+"""Sweeps (piekd_mjx/grid.py, sweep.py) and their report (report.py): the grid and run
+identity, bad input, the plan, the state of a run directory, the lock, and the report
+read against curves made up here. The sweep that trains is in test_sweep_runs.py."""
+
+import dataclasses
+import fcntl
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from piekd_mjx import config as config_lib
+from piekd_mjx import grid
+from piekd_mjx import report
+from piekd_mjx import rundir
+from piekd_mjx import sweep
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def figure(arms, **values):
+  values = {'env': ('hopper',), **{k: v if isinstance(v, tuple) else (v,)
+                                   for k, v in values.items()}}
+  return grid.Figure(name='f', title='f', arms=tuple(grid.parse_arm(a) for a in arms),
+                     values=grid.values_from(values), explicit=frozenset(values) - {'env'})
+
+
+def sweep_cli(*args, cwd=REPO):
+  return subprocess.run([sys.executable, '-m', 'piekd_mjx.sweep', *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=300, check=False)
+
+
+# -- the grid ----------------------------------------------------------------------------
+
+
+def test_runs_are_the_product_and_arms_set_their_own_fields():
+  runs = figure(['ensemble_sac', 'piekd,distill_interval=1000'], env=('hopper', 'ant'),
+                num_seeds=(2, 3)).runs()
+  assert len(runs) == 8
+  cells = {(arm.label, c.env, c.num_seeds, c.ensemble_size, c.distill_interval, c.share)
+           for arm, c in runs}
+  assert ('piekd (distill_interval=1000)', 'ant', 3, 3, 1000, 'distill') in cells
+  assert ('ensemble_sac', 'hopper', 2, 3, 5000, 'none') in cells
+
+
+def test_a_run_is_named_by_what_can_change_its_training():
+  base = config_lib.apply_variant(config_lib.Config(variant='ensemble_sac', env='hopper'))
+  name = grid.run_name(base)
+  # Fields the variant ignores, and those a resume may change, do not make another run.
+  for change in (dict(distill_interval=1000), dict(teacher='random'),
+                 dict(total_steps=7), dict(eval_every=5), dict(out_dir='x')):
+    assert grid.run_name(dataclasses.replace(base, **change)) == name, change
+  for change in (dict(seed=1), dict(num_seeds=2), dict(actor_lr=1e-3), dict(env='ant')):
+    assert grid.run_name(dataclasses.replace(base, **change)) != name, change
+  piekd = config_lib.apply_variant(config_lib.Config(variant='piekd', env='hopper'))
+  assert grid.run_name(dataclasses.replace(piekd, distill_interval=1000)) != grid.run_name(
+      piekd)
+  assert name.startswith('hopper-ensemble_sac-')
+
+
+def test_figures_share_runs_and_the_longest_budget_wins():
+  # Ensemble-SAC at three intervals is one run; a second figure asks for it longer.
+  first = figure(['ensemble_sac', 'piekd'], distill_interval=(1000, 5000, 100_000),
+                 total_steps=50_000)
+  second = dataclasses.replace(figure(['ensemble_sac'], total_steps=80_000), name='g')
+  runs = grid.unique_runs([first, second])
+  assert len(runs) == 4
+  assert [c.total_steps for c in runs if c.variant == 'ensemble_sac'] == [80_000]
+  clash = dataclasses.replace(figure(['ensemble_sac'], eval_every=500), name='h')
+  with pytest.raises(ValueError, match='--eval_every: figure .h. asks 500'):
+    grid.unique_runs([first, clash])
+
+
+@pytest.mark.parametrize('spec, fragment', [
+    ('ppo', "'ppo' is not one of"),
+    ('piekd,distill_interval', 'must be FIELD=VALUE'),
+    ('piekd,env=ant', 'other than variant and env'),
+    ('piekd,no_such=1', "'no_such' is not a Config field"),
+    ('piekd,ensemble_size=two', "--ensemble_size='two' is invalid: must be an integer"),
+])
+def test_bad_arms(spec, fragment):
+  with pytest.raises(ValueError, match=fragment):
+    grid.parse_arm(spec)
+
+
+def test_an_arm_with_a_tuple_and_its_label():
+  arm = grid.parse_arm('piekd,hidden_sizes=64/64,distill_lr=0.01')
+  assert arm.settings == (('hidden_sizes', (64, 64)), ('distill_lr', 0.01))
+  assert arm.label == 'piekd (hidden_sizes=(64, 64), distill_lr=0.01)'
+  assert grid.parse_arm(arm.spec) == arm
+
+
+# -- the command line --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('args, fragments', [
+    ([], ['--root is required']),
+    (['--root={tmp}', '--env=nope'], ["--env='nope' is invalid"]),
+    (['--root={tmp}', '--num_seeds=0'], ['--num_seeds=0 is invalid']),
+    (['--root={tmp}', '--arm=piekd', '--variant=piekd'], ['--variant and --arm exclude']),
+    (['--root={tmp}', '--arm=piekd', '--baseline=vanilla_sac'],
+     ["--baseline='vanilla_sac' is invalid: not one of the arms piekd"]),
+    (['--root={tmp}', '--override=num_seeds'], ['must be FIELD=VALUE']),
+    (['--root={tmp}', '--override=variant=piekd'], ['the arms of a figure are its own']),
+    (['--root={tmp}', '--curves=median'], ["--curves='median' is invalid"]),
+    (['--root={tmp}', '--figure_file={tmp}/none.cfg'], ['no such file']),
+    (['--root={tmp}', '--profile=huge'], ['profile']),
+])
+def test_bad_input_is_one_line_and_writes_nothing(args, fragments, tmp_path):
+  result = sweep_cli(*[a.format(tmp=tmp_path / 'root') for a in args], '--nocalibrate')
+  lines = result.stderr.splitlines()
+  assert result.returncode == 2, result.stderr
+  assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
+  for fragment in fragments:
+    assert fragment in lines[0], (fragment, lines[0])
+  assert not (tmp_path / 'root').exists()
+
+
+def test_the_paper_plan_lists_every_figure_and_each_run_once(tmp_path):
+  result = sweep_cli('--flagfile=launch/paper.cfg', f'--root={tmp_path / "root"}',
+                     '--dry_run', '--nocalibrate')
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  assert lines[0].startswith('sweep of 6 figure(s)') and 'fig8_interval (16 runs)' in lines[0]
+  # 5 tasks x 3 arms of Fig. 3, and on 4 tasks the arms no earlier figure has:
+  # 2 extras, hardcopy, random teacher, K = 2 and 5, I = 1000 and 100000.
+  assert lines[1] == '47 unique runs: 47 new, 0 partial, 0 done, 0 busy'
+  rows = [l for l in lines if l.split()[0].count('-') >= 2 and ' new ' in l]
+  assert len(rows) == 47 and len({r.split()[0] for r in rows}) == 47
+  hopper_piekd = next(r for r in rows if r.startswith('hopper-piekd-') and 'hardcopy' not in r)
+  # 5 seeds x 1M steps; updates 5 x 3 x 990k; disk one checkpoint of 5 x 1M transitions.
+  assert '5,000,000' in hopper_piekd and '14,850,000' in hopper_piekd
+  total = next(l for l in lines if l.startswith('total'))
+  assert '+ 47 run(s) unknown' in total
+  assert not (tmp_path / 'root').exists()
+
+
+def test_profile_and_overrides_scale_every_figure(tmp_path):
+  result = sweep_cli('--flagfile=launch/fig8_interval.cfg', f'--root={tmp_path}',
+                     '--profile=cpu', '--override=env=hopper', '--dry_run', '--nocalibrate')
+  assert result.returncode == 0, result.stderr
+  rows = [l for l in result.stdout.splitlines() if l.startswith('hopper-')]
+  # ensemble_sac, piekd at I = 1000, 5000, 100000; 3 seeds x 100k steps each.
+  assert len(rows) == 4 and all(' 300,000 ' in r for r in rows)
+
+
+def test_phase_steps_of_the_plan_follow_the_phase_rule():
+  config = config_lib.apply_variant(config_lib.Config(
+      variant='piekd', total_steps=30_000, num_seeds=2, replay_capacity=12_000))
+  status = sweep.RunStatus(config, '', 'new')
+  work = sweep.work_of(status, 100, 'last')
+  # Phases at 15k and 20k and 25k: 5 epochs over min(t, C) = 12,000 rows in slices of
+  # 256 (47 slices), for the two students of each of two seeds.
+  assert work.phase_steps == 3 * 5 * 47 * 2 * 2
+  assert work.env_steps == 60_000 and work.sac_updates == 2 * 3 * 20_000
+  assert work.checkpoint_bytes == 2 * 12_000 * 100
+  assert sweep.work_of(status, 100, 'report').checkpoint_bytes == 0
+
+
+# -- run directories ---------------------------------------------------------------------
+
+
+def _config(**changes):
+  values = {**dict(variant='piekd', total_steps=3000, eval_every=1000, warmup_steps=500),
+            **changes}
+  return config_lib.apply_variant(config_lib.Config(**values))
+
+
+def _write(run_dir, config, steps):
+  os.makedirs(run_dir, exist_ok=True)
+  with open(os.path.join(run_dir, 'config.json'), 'w', encoding='utf-8') as f:
+    json.dump(dataclasses.asdict(config), f)
+  with open(os.path.join(run_dir, 'metrics.jsonl'), 'w', encoding='utf-8') as f:
+    for step in steps:
+      f.write(json.dumps({'step': step}) + '\n')
+    f.write('{"step": 99')  # a line cut by a kill
+
+
+def test_the_state_of_a_run_directory(tmp_path):
+  config = _config()
+  run = str(tmp_path / 'run')
+  assert sweep.status_of(config, run).state == 'new'
+  os.makedirs(run)
+  open(os.path.join(run, rundir.LOCK_FILE), 'w').close()
+  assert sweep.status_of(config, run).state == 'new'  # killed before its config.json
+  _write(run, config, [1000, 2000])
+  assert (sweep.status_of(config, run).state, sweep.status_of(config, run).step) == (
+      'partial', 2000)
+  _write(run, config, [1000, 2000, 3000])
+  assert sweep.status_of(config, run).state == 'done'
+  longer = dataclasses.replace(config, total_steps=5000)
+  assert sweep.status_of(longer, run).state == 'partial'  # extended
+  # A run asked for longer before goes to its own end, not back to this sweep's.
+  _write(run, longer, [1000])
+  assert sweep.status_of(config, run).config.total_steps == 5000
+  other = sweep.status_of(_config(actor_lr=1e-3), run)
+  assert other.state == 'conflict' and 'actor_lr=0.0003 where the sweep runs 0.001' in (
+      other.reason)
+  assert sweep.status_of(_config(eval_every=500), run).state == 'conflict'
+  (tmp_path / 'mine').mkdir()
+  (tmp_path / 'mine' / 'notes.txt').write_text('')
+  assert sweep.status_of(config, str(tmp_path / 'mine')).state == 'conflict'
+
+
+def test_a_held_run_is_busy_to_everyone_else(tmp_path):
+  config, run = _config(), str(tmp_path / 'run')
+  with sweep.hold(run) as held:
+    assert held
+    assert sweep.status_of(config, run).state == 'busy'
+    with sweep.hold(run) as again:  # another open file description: another holder
+      assert not again
+  assert sweep.status_of(config, run).state == 'new'
+  # The lock file is a run's own entry: --overwrite may still replace the directory.
+  _write(run, config, [1000])
+  os.remove(os.path.join(run, 'metrics.jsonl'))
+  rundir.check_replaceable(run)
+
+
+def test_a_sweep_refuses_a_directory_that_is_not_its_run(tmp_path):
+  root = tmp_path / 'root'
+  name = grid.run_name(config_lib.apply_variant(config_lib.Config()))
+  (root / 'runs' / name).mkdir(parents=True)
+  (root / 'runs' / name / 'notes.txt').write_text('mine')
+  result = sweep_cli(f'--root={root}', '--nocalibrate')
+  assert result.returncode == 2 and result.stderr.count('\n') == 1, result.stderr
+  assert 'it holds files but no config.json' in result.stderr
+  assert sorted(os.listdir(root / 'runs' / name)) == ['notes.txt']
+
+
+def test_prune_keeps_the_newest_checkpoint_or_none(tmp_path):
+  for step in ('1000', '2000', '3000'):
+    (tmp_path / 'checkpoints' / step).mkdir(parents=True)
+  (tmp_path / 'checkpoints.corrupt' / '500').mkdir(parents=True)
+  sweep.prune(str(tmp_path), 'last')
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3000']
+  sweep.prune(str(tmp_path), 'report')
+  assert sorted(os.listdir(tmp_path)) == []
+
+
+# -- the report --------------------------------------------------------------------------
+
+
+def _fake_run(root, name, best, worst, steps):
+  """A run directory whose records hold the given [T, S] best and worst returns."""
+  run = root / 'runs' / name
+  run.mkdir(parents=True)
+  with open(run / 'metrics.jsonl', 'w', encoding='utf-8') as f:
+    for t, step in enumerate(steps):
+      f.write(json.dumps({'step': int(step), 'eval/return_best': list(best[t]),
+                          'eval/return_worst': list(worst[t])}) + '\n')
+
+
+def _fake_figure(root, name, arms, baselines, cells, curves=('best',)):
+  (root / 'figures').mkdir(exist_ok=True)
+  with open(root / 'figures' / f'{name}.json', 'w', encoding='utf-8') as f:
+    json.dump({'name': name, 'title': name, 'arms': arms, 'labels': arms, 'values': {},
+               'curves': list(curves), 'baselines': baselines, 'cells': cells}, f)
+
+
+def test_report_tables_and_verdicts_from_known_curves(tmp_path):
+  steps = np.arange(1, 11) * 1000  # 10 evaluations to 10k
+  # PIEKD climbs twice as fast as the baselines and its worst member beats them.
+  ramp = np.minimum(steps / 5000, 1.0)[:, None]
+  seeds = np.array([[0.0, 10.0, 20.0]])
+  curves = {'vanilla_sac': (1000 * ramp / 2 + seeds, 1000 * ramp / 2 + seeds),
+            'ensemble_sac': (1100 * ramp / 2 + seeds, 900 * ramp / 2 + seeds),
+            'piekd': (2000 * ramp + seeds, 1500 * ramp + seeds)}
+  cells = []
+  for env in ('hopper', 'walker2d'):
+    for arm, (best, worst) in curves.items():
+      _fake_run(tmp_path, f'{env}-{arm}', best, worst, steps)
+      cells.append({'arm': arm, 'env': env, 'varied': {}, 'run': f'{env}-{arm}',
+                    'total_steps': 10_000})
+  # One run cut short: drawn, marked partial, and left out of the verdicts.
+  _fake_run(tmp_path, 'ant-piekd', 2000 * ramp[:4] + seeds, 1500 * ramp[:4] + seeds,
+            steps[:4])
+  cells.append({'arm': 'piekd', 'env': 'ant', 'varied': {}, 'run': 'ant-piekd',
+                'total_steps': 10_000})
+  _fake_figure(tmp_path, 'fig3_main', list(curves), ['vanilla_sac', 'ensemble_sac'], cells,
+               curves=('best', 'worst'))
+  path = report.write_report(str(tmp_path), str(tmp_path / 'report'), resamples=1000)
+  text = open(path, encoding='utf-8').read()
+  # Final best of PIEKD on hopper: 2000 + mean(0, 10, 20) = 2010.
+  row = next(l for l in text.splitlines() if l.startswith('| hopper | piekd |'))
+  cells_ = [c.strip() for c in row.split('|')]
+  assert cells_[3:5] == ['3', '10,000']
+  assert cells_[5].startswith('2,010.0 [') and cells_[6].startswith('1,510.0 [')
+  # The best baseline (ensemble_sac) converges to 560 (550 + 10); PIEKD's mean best is
+  # 410 at 1k and 810 at 2k, so it reaches 560 at 2,000 steps; ensemble_sac at 5,000.
+  assert cells_[8] == '2,000' and cells_[9] == '0.40'
+  ensemble = next(l for l in text.splitlines() if l.startswith('| hopper | ensemble_sac |'))
+  assert [c.strip() for c in ensemble.split('|')][8:10] == ['5,000', '1.00']
+  assert '| ant | piekd | 3 | 4,000 (partial) |' in text
+  assert '"SAC-PIEKD usually reaches the best baseline\'s convergent performance in half of ' \
+         'the environment interactions": **holds**' in text
+  assert 'hopper: best baseline ensemble_sac converges to 560.0; piekd reaches it at 2,000 ' \
+         'of 10,000 steps -> yes' in text
+  assert 'our worst evaluation in the ensemble outperforms the baseline methods": **holds**' \
+      in text
+  assert 'ant:' not in text.split('### The paper')[1]  # the partial run gives no verdict
+  svg = (tmp_path / 'report' / 'fig3_main-ant.svg').read_text()
+  assert 'piekd (partial: 4,000 of 10,000)' in svg and 'dashed: worst member' in svg
+  assert (tmp_path / 'report' / 'fig3_main-hopper.png').stat().st_size > 10_000
+
+
+def test_report_says_not_enough_data_with_one_seed_or_no_runs(tmp_path):
+  steps = np.arange(1, 4) * 1000
+  one = np.ones((3, 1))
+  _fake_run(tmp_path, 'hopper-piekd', one, one, steps)
+  _fake_figure(tmp_path, 'fig5_hardcopy', ['ensemble_sac', 'piekd', 'piekd_hardcopy'],
+               ['ensemble_sac'], [
+                   {'arm': 'piekd', 'env': 'hopper', 'varied': {}, 'run': 'hopper-piekd',
+                    'total_steps': 3000},
+                   {'arm': 'piekd_hardcopy', 'env': 'hopper', 'varied': {},
+                    'run': 'hopper-none', 'total_steps': 3000}])
+  text = open(report.write_report(str(tmp_path), str(tmp_path / 'r'), resamples=200),
+              encoding='utf-8').read()
+  assert 'performs worse than both Ensemble-SAC and SAC-PIEKD": **not enough data**' in text
+  assert '| hopper | piekd_hardcopy | 0 | no record yet |' in text
+  assert '| hopper | piekd | 1 | 3,000 | 1.0 | 1.0 |' in text  # one seed: no interval
+
+
+def test_estimate_is_the_mean_with_a_bootstrap_interval():
+  e = report.estimate(np.array([1.0, 2.0, 3.0, 4.0]), resamples=2000)
+  assert e.value == 2.5 and 1.0 <= e.low < 2.5 < e.high <= 4.0
+  assert report.estimate(np.array([1.0, 2.0, 3.0, 4.0]), resamples=2000) == e  # fixed rng
+  assert np.isnan(report.estimate(np.array([5.0]), 100).low)
+  assert report.area(np.array([0, 10]), np.array([[0.0], [10.0]])).tolist() == [5.0]
