@@ -157,10 +157,12 @@ def run_name(config: Config) -> str:
 
 def unique_runs(figures: Sequence[Figure]) -> list[Config]:
   """The runs of every figure, each identity once (the longest ``total_steps`` any
-  figure asks of it), in the order first listed."""
+  figure asks of it, the fields its variant ignores at their defaults), in the order
+  first listed."""
   by_name: dict[str, Config] = {}
   for figure in figures:
     for _, config in figure.runs():
+      config = config_lib.without_ignored(config)
       name = run_name(config)
       if name not in by_name:
         by_name[name] = config

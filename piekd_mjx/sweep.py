@@ -240,11 +240,12 @@ def _held(run_dir: str) -> bool:
   return False
 
 
-def status_of(config: Config, run_dir: str) -> RunStatus:
-  """The ``RunStatus`` of ``config`` in ``run_dir``."""
+def status_of(config: Config, run_dir: str, holding: bool = False) -> RunStatus:
+  """The ``RunStatus`` of ``config`` in ``run_dir`` (``holding``: this process holds its
+  lock, so it is not busy)."""
   if not os.path.isdir(run_dir):
     return RunStatus(config, run_dir, 'new')
-  if _held(run_dir):
+  if not holding and _held(run_dir):
     return RunStatus(config, run_dir, 'busy', _last_step(run_dir))
   entries = set(os.listdir(run_dir)) - {rundir.LOCK_FILE}
   config_path = os.path.join(run_dir, rundir.CONFIG_FILE)
@@ -502,9 +503,10 @@ def write_figures(root: str, figures: Sequence[grid.Figure]) -> None:
       cells.append({'arm': arm.label, 'env': config.env, 'varied': varied,
                     'run': grid.run_name(config), 'total_steps': config.total_steps})
     path = os.path.join(root, FIGURES, f'{figure.name}.json')
-    with open(f'{path}.tmp', 'w', encoding='utf-8') as f:
+    tmp = f'{path}.{os.getpid()}.tmp'  # sweeps on one root write their own
+    with open(tmp, 'w', encoding='utf-8') as f:
       json.dump({**figure.to_json(), 'cells': cells}, f, indent=2)
-    os.replace(f'{path}.tmp', path)
+    os.replace(tmp, path)
 
 
 class _Signals:
@@ -542,7 +544,8 @@ def train_runs(listed: Sequence[RunStatus], programs: Programs, keep: str) -> in
           busy.append(name)
           print(f'[{number}/{len(todo)}] {name}: held by another sweep; skipped', flush=True)
           continue
-        status = status_of(status.config, status.run_dir)  # as it is now that we hold it
+        # As it is now that this process holds it.
+        status = status_of(status.config, status.run_dir, holding=True)
         if status.state == 'done':
           print(f'[{number}/{len(todo)}] {name}: done (by another sweep)', flush=True)
           continue

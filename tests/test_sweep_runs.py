@@ -1,0 +1,154 @@
+"""A tiny sweep trained through the CLI (piekd_mjx/sweep.py): killed by SIGKILL, run
+again, stopped by SIGTERM, run again, it ends with the metrics of two sweeps started at
+once on another root, which never train one run twice; then its report.
+
+The runs use test_checkpoint.py's small setting, whose programs that module compiles
+(in the same pytest-xdist worker, so the subprocesses find them in JAX's cache).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from piekd_mjx import run as run_lib
+
+pytestmark = pytest.mark.xdist_group('checkpoint')
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SETTING = ['--env=inverted_pendulum', '--arm=ensemble_sac', '--arm=piekd',
+           '--baseline=ensemble_sac', '--figure=tiny', '--curves=best,worst',
+           '--num_seeds=2', '--hidden_sizes=8,8', '--total_steps=3000', '--eval_every=500',
+           '--warmup_steps=200', '--batch_size=32', '--log_every=250', '--eval_episodes=2',
+           '--replay_capacity=5000', '--checkpoint_every=500', '--keep_checkpoints=2',
+           '--distill_data=sample', '--distill_sample_batches=2', '--distill_batch_size=32',
+           '--distill_interval=1000', '--nocalibrate']
+
+
+def sweep_command(root, *extra):
+  import jax  # pylint: disable=g-import-not-at-top
+  return [sys.executable, '-m', 'piekd_mjx.sweep', *SETTING, f'--root={root}',
+          f'--jax_cache_dir={jax.config.jax_compilation_cache_dir}', *extra]
+
+
+def run_dirs(root):
+  return sorted(os.path.join(root, 'runs', n) for n in os.listdir(os.path.join(root, 'runs')))
+
+
+def records(run_dir):
+  path = os.path.join(run_dir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding='utf-8') as f:
+    return [json.loads(line) for line in f if line.endswith('\n')]
+
+
+def comparable(run_dir):
+  return [{k: v for k, v in r.items() if k not in run_lib.WALL_CLOCK_FIELDS}
+          for r in records(run_dir)]
+
+
+def wait_until(predicate, process, timeout=600.0):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    assert process.poll() is None, f'the sweep ended early with {process.returncode}'
+    if predicate():
+      return
+    time.sleep(0.05)
+  process.kill()
+  raise TimeoutError('the sweep did not get there')
+
+
+def num_records(root, index):
+  runs = os.path.join(root, 'runs')
+  if not os.path.isdir(runs) or len(os.listdir(runs)) <= index:
+    return 0
+  return len(records(run_dirs(root)[index]))
+
+
+@pytest.fixture(scope='module')
+def two_at_once(tmp_path_factory):
+  """A root trained by two sweeps started together, and what each printed."""
+  root = tmp_path_factory.mktemp('together')
+  processes = [subprocess.Popen(sweep_command(root), cwd=REPO, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+               for _ in range(2)]
+  outputs = [p.communicate(timeout=900)[0] for p in processes]
+  assert [p.returncode for p in processes] == [0, 0], outputs
+  return root, outputs
+
+
+def test_two_sweeps_on_one_root_train_each_run_once(two_at_once):
+  root, outputs = two_at_once
+  names = [os.path.basename(d) for d in run_dirs(root)]
+  assert len(names) == 2
+  for name in names:
+    trained = [line for out in outputs for line in out.splitlines()
+               if f'] {name}: new,' in line or f'] {name}: partial,' in line]
+    assert len(trained) == 1, outputs
+    assert len(records(os.path.join(root, 'runs', name))) == 6
+    # One process wrote the run: its log has one start line.
+    log = open(os.path.join(root, 'runs', name, 'run.log'), encoding='utf-8').read()
+    assert log.count('inverted_pendulum · ') == 1
+
+
+def test_a_killed_and_stopped_sweep_ends_with_the_same_metrics(two_at_once, tmp_path):
+  reference, _ = two_at_once
+  root = tmp_path / 'root'
+  # SIGKILL in the first run, after its second evaluation.
+  process = subprocess.Popen(sweep_command(root), cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  try:
+    wait_until(lambda: num_records(root, 0) >= 2, process)
+  finally:
+    process.kill()
+    process.wait(timeout=60)
+  assert 2 <= num_records(root, 0) < 6
+  # Run again; SIGTERM in the second run.
+  process = subprocess.Popen(sweep_command(root), cwd=REPO, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  wait_until(lambda: num_records(root, 1) >= 1, process)
+  process.send_signal(signal.SIGTERM)
+  out, err = process.communicate(timeout=300)
+  assert process.returncode == 128 + signal.SIGTERM, err
+  assert ': partial, inverted_pendulum ' in out  # the run the kill cut
+  assert err.splitlines()[-1].endswith('run the same sweep command again to go on')
+  assert 'stopped by SIGTERM at step' in err
+  # Run again: both runs finish, equal to the sweeps that were never stopped.
+  result = subprocess.run(sweep_command(root), cwd=REPO, capture_output=True, text=True,
+                          timeout=900, check=False)
+  assert result.returncode == 0, result.stderr
+  assert '2 unique runs: 0 new, 1 partial, 1 done, 0 busy' in result.stdout
+  assert [os.path.basename(d) for d in run_dirs(root)] == [
+      os.path.basename(d) for d in run_dirs(reference)]
+  for ours, theirs in zip(run_dirs(root), run_dirs(reference)):
+    assert comparable(ours) == comparable(theirs)
+    # --keep=last: the newest checkpoint only.
+    assert os.listdir(os.path.join(ours, 'checkpoints')) == ['3000']
+  # A third time: nothing left to do.
+  again = subprocess.run(sweep_command(root, '--dry_run'), cwd=REPO, capture_output=True,
+                         text=True, timeout=300, check=False)
+  assert '2 unique runs: 0 new, 0 partial, 2 done, 0 busy' in again.stdout
+
+
+def test_the_report_of_a_sweep_reads_its_runs(two_at_once, tmp_path):
+  root, _ = two_at_once
+  result = subprocess.run([sys.executable, '-m', 'piekd_mjx.report', f'--root={root}',
+                           f'--out={tmp_path}', '--resamples=500'], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr
+  text = (tmp_path / 'REPORT.md').read_text()
+  figure = json.loads((root / 'figures' / 'tiny.json').read_text())
+  for cell in figure['cells']:
+    final = records(os.path.join(root, 'runs', cell['run']))[-1]
+    best = np.mean(final['eval/return_best'])
+    row = next(l for l in text.splitlines()
+               if l.startswith(f'| inverted_pendulum | {cell["arm"]} |'))
+    assert f'| 2 | 3,000 | {best:,.1f} ' in row, (row, best)
+  svg = (tmp_path / 'tiny-inverted_pendulum.svg').read_text()
+  assert 'ensemble_sac' in svg and 'piekd' in svg and 'dashed: worst member' in svg
