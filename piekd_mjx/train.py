@@ -25,6 +25,7 @@ a masked select inside the per-step computation (spec §7); ``schedule.py`` deci
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Callable, NamedTuple
 
@@ -155,9 +156,69 @@ def members_finite(members: sac_lib.MemberState) -> jax.Array:
   return jnp.stack(flags).all(0)
 
 
+# Fields that no program of a trainer reads (the host loop's, and the seed, which is an
+# argument), and the phase's own fields, which only the phase program reads.
+_RUN_FIELDS = ('seed', 'variant', 'total_steps', 'eval_every', 'log_every',
+               'checkpoint_every', 'keep_checkpoints', 'out_dir', 'distill_interval')
+_PHASE_FIELDS = ('share', 'teacher', 'distill_data', 'distill_epochs', 'distill_batch_size',
+                 'distill_sample_batches', 'distill_lr', 'extra_updates')
+
+
+def _blank(config: Config, names: tuple[str, ...]) -> Config:
+  defaults = Config()
+  return dataclasses.replace(config, **{n: getattr(defaults, n) for n in names})
+
+
+def program_key(config: Config) -> Config:
+  """What the init, chunk and evaluation programs depend on: runs with equal keys (they
+  may differ in seed, variant, teacher, interval, data mode, ...) share them."""
+  return _blank(config, _RUN_FIELDS + _PHASE_FIELDS)
+
+
+def phase_key(config: Config) -> Config:
+  """What the phase program depends on."""
+  return _blank(config, _RUN_FIELDS)
+
+
+class _Programs(NamedTuple):
+  """The jitted programs shared by every run of one ``program_key``."""
+
+  init: Callable[[jax.Array], TrainState]
+  chunk: Callable[[TrainState, int, bool], tuple[TrainState, Metrics]]
+  evaluate: Callable[[jax.Array, TrainState], jax.Array]
+  finite_params: Callable[[TrainState], jax.Array]
+  sac: sac_lib.Sac
+  replay: replay_lib.Replay
+
+
+@functools.lru_cache(maxsize=None)
+def default_task(env: str, solver: str) -> envs.MjxTask:
+  """The task of a run built without one, once per process (so runs share programs)."""
+  return envs.make(env, solver=solver)
+
+
 def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
-  """Builds the jitted programs of ``config`` (already validated, variant applied)."""
-  task = task if task is not None else envs.make(config.env, solver=config.solver)
+  """The jitted programs of ``config`` (already validated, variant applied), shared with
+  every earlier trainer of this process on the same task and ``program_key`` (and, for
+  the phase, ``phase_key``)."""
+  task = task if task is not None else default_task(config.env, config.solver)
+  programs = _step_programs(program_key(config), task)
+  phase = _phase_program(phase_key(config), task) if schedule.has_phases(config) else None
+  # The base key is an argument, not a constant of the programs, so runs that differ
+  # only in --seed share their compiled programs.
+  base_key = jax.random.PRNGKey(config.seed)
+  return Trainer(
+      init=functools.partial(programs.init, base_key), chunk=programs.chunk,
+      collect=functools.partial(programs.chunk, learn=False),
+      train=functools.partial(programs.chunk, learn=True), phase=phase,
+      evaluate=functools.partial(programs.evaluate, base_key),
+      finite_params=programs.finite_params, config=config, task=task, sac=programs.sac,
+      replay=programs.replay)
+
+
+@functools.lru_cache(maxsize=None)
+def _step_programs(config: Config, task: envs.MjxTask) -> _Programs:
+  """Builds the init, chunk and evaluation programs of a ``program_key``."""
   env = TrainingWrapper(task, config.episode_length)
   obs_size, action_size = task.observation_size, task.action_size
   num_seeds, num_members = config.num_seeds, config.ensemble_size
@@ -183,7 +244,6 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
                       ensemble=ensemble_state, key=keys, step=jnp.zeros((), jnp.int32),
                       num_phases=jnp.zeros((), jnp.int32))
 
-  per_seed = functools.partial(vmap_or_squeeze, size=num_seeds)
   per_member = functools.partial(vmap_or_squeeze, size=num_members)
   batch = seed_batch(config)
   num_batches = num_seeds // batch
@@ -311,34 +371,31 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
   # Warm-up (collect) and learning (train) chunks are one compiled program.
   chunk_program = jax.jit(with_precision(config.matmul_precision, chunk), donate_argnums=0)
 
-  phase = None
-  if schedule.has_phases(config):
-    seed_phase = distill.make_phase(config, sac, replay)
-
-    def phase_fn(state: TrainState) -> tuple[TrainState, Metrics]:
-      keys = jax.vmap(lambda k: jax.random.split(k, 2))(state.key)  # [S, 2, 2]
-      members, metrics = per_seed(seed_phase)(state.members, state.replay, state.ensemble,
-                                               keys[:, 0])
-      state = state.replace(members=members, key=keys[:, 1],
-                            num_phases=state.num_phases + 1)
-      return state, metrics
-
-    phase = jax.jit(with_precision(config.matmul_precision, phase_fn), donate_argnums=0)
-
   def evaluate(base: jax.Array, state: TrainState) -> jax.Array:
     key = jax.random.fold_in(base, state.step)
     key = jax.random.fold_in(key, 0x5EED)  # evaluation keys apart from training keys
     return evaluate_episodes(state.members.actor_params, key)
 
-  # The base key is an argument, not a constant of the programs, so runs that differ
-  # only in --seed share their compiled programs.
-  base_key = jax.random.PRNGKey(config.seed)
-  return Trainer(
-      init=functools.partial(jax.jit(init), base_key), chunk=chunk_program,
-      collect=functools.partial(chunk_program, learn=False),
-      train=functools.partial(chunk_program, learn=True), phase=phase,
-      evaluate=functools.partial(
-          jax.jit(with_precision(config.matmul_precision, evaluate)), base_key),
-      finite_params=jax.jit(lambda state: members_finite(state.members)), config=config,
-      task=task, sac=sac, replay=replay)
+  return _Programs(
+      init=jax.jit(init), chunk=chunk_program,
+      evaluate=jax.jit(with_precision(config.matmul_precision, evaluate)),
+      finite_params=jax.jit(lambda state: members_finite(state.members)), sac=sac,
+      replay=replay)
+
+
+@functools.lru_cache(maxsize=None)
+def _phase_program(config: Config, task: envs.MjxTask
+                   ) -> Callable[[TrainState], tuple[TrainState, Metrics]]:
+  """Builds the phase program of a ``phase_key``: one phase of every seed."""
+  programs = _step_programs(program_key(config), task)
+  seed_phase = distill.make_phase(config, programs.sac, programs.replay)
+  per_seed = vmap_or_squeeze(seed_phase, config.num_seeds)
+
+  def phase(state: TrainState) -> tuple[TrainState, Metrics]:
+    keys = jax.vmap(lambda k: jax.random.split(k, 2))(state.key)  # [S, 2, 2]
+    members, metrics = per_seed(state.members, state.replay, state.ensemble, keys[:, 0])
+    state = state.replace(members=members, key=keys[:, 1], num_phases=state.num_phases + 1)
+    return state, metrics
+
+  return jax.jit(with_precision(config.matmul_precision, phase), donate_argnums=0)
 
