@@ -1,9 +1,11 @@
 """The host side of a run: the loop over chunks, evaluation, logging, checkpoints.
 
-The host sees the training state only between jitted chunks: at evaluation points,
-phase boundaries and progress lines. A run directory holds ``config.json``,
-``metrics.jsonl`` (one JSON object per evaluation), the checkpoints (``checkpoint.py``)
-and TensorBoard event files when tensorboardX is installed.
+The host sees the training state only between jitted chunks: it walks the events of
+``schedule.events`` (at one step: evaluate, then the phase, then the checkpoint) and
+prints a progress line after every chunk. A run directory holds ``config.json``,
+``metrics.jsonl`` (one JSON object per evaluation), ``run.log`` (the lines printed),
+the checkpoints (``checkpoint.py``) and TensorBoard event files when tensorboardX is
+installed (``rundir.py`` lists them).
 
 Exact resume: a run continued from a checkpoint ends with the same metrics as one that
 never stopped, except the wall-clock fields ``WALL_CLOCK_FIELDS``. It rests on three
