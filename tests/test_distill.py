@@ -315,6 +315,58 @@ def test_distillation_moves_students_to_the_teacher_and_keeps_the_teacher():
     assert not _leaves_equal(_member(out.actor_params, k), _member(members.actor_params, k))
 
 
+def _kl_oracle(mean_p, log_std_p, mean_q, log_std_q):
+  """KL(p || q) of diagonal Gaussians summed over the last axis, the textbook form."""
+  var_p, var_q = jnp.exp(2.0 * log_std_p), jnp.exp(2.0 * log_std_q)
+  return jnp.sum(log_std_q - log_std_p + (var_p + jnp.square(mean_p - mean_q)) / (2.0 * var_q)
+                 - 0.5, axis=-1)
+
+
+@pytest.mark.parametrize('distill_data, size', [('full', BATCH), ('sample', 1)])
+def test_a_phase_step_is_one_step_of_a_fresh_adam_at_distill_lr(distill_data, size):
+  # One gradient step: one epoch of one slice (a buffer of B rows), or of one sampled
+  # minibatch (a buffer of one row, which every draw picks).
+  config = dataclasses.replace(CONFIG, distill_data=distill_data, distill_epochs=1,
+                               distill_sample_batches=1)
+  members = _members()
+  out, metrics = _phase(config)(members, _filled(size), _ensemble_state(TEACHER_1),
+                                jax.random.key(0))
+  assert int(metrics['distill/num_updates']) == 1 and int(metrics['distill/teacher']) == 1
+  stored = _transitions(jax.random.key(100), CAPACITY)  # the rows of _filled(size)
+  batch = jax.tree.map(lambda x: x[jnp.arange(BATCH) % size], stored)  # [B]
+  s = sac_lib.make_sac(config, OBS, ACT)
+  teacher = _member(members, 1)
+  mean_t, log_std_t = s.policy(teacher.actor_params, batch.obs)
+  q_t = s.q_values(teacher.critic_params, batch.obs, batch.action)  # [2, B]
+
+  def policy_loss(actor_params):  # Eq. 1
+    mean, log_std = s.policy(actor_params, batch.obs)
+    return jnp.mean(_kl_oracle(mean_t, log_std_t, mean, log_std))
+
+  def critic_loss(critic_params):  # Eq. 2, the two heads' MSEs summed
+    q = s.q_values(critic_params, batch.obs, batch.action)
+    return jnp.sum(jnp.mean(jnp.square(q_t - q), axis=-1))
+
+  adam = optax.adam(config.distill_lr)
+
+  def adam_step(loss, params):
+    updates, _ = adam.update(jax.grad(loss)(params), adam.init(params), params)
+    return optax.apply_updates(params, updates)
+
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  for k in (0, 2):  # member 2's SAC optimiser states are not fresh ones
+    student = _member(members, k)
+    critic_params = adam_step(critic_loss, student.critic_params)
+    jax.tree.map(close, _member(out.actor_params, k),
+                 adam_step(policy_loss, student.actor_params))
+    jax.tree.map(close, _member(out.critic_params, k), critic_params)
+    jax.tree.map(close, _member(out.target_critic_params, k), optax.incremental_update(
+        critic_params, student.target_critic_params, config.tau))
+    for field in ('actor_opt_state', 'critic_opt_state'):
+      assert _leaves_equal(_member(getattr(out, field), k), getattr(student, field))
+  assert _leaves_equal(_member(out, 1), teacher)
+
+
 def test_phase_is_skipped_without_any_finished_episode():
   members = _members()
   state = _ensemble_state(([], [], [])).replace(returns=jnp.full((K, M), 7.0, jnp.float32))
