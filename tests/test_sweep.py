@@ -3,7 +3,6 @@ identity, bad input, the plan, the state of a run directory, the lock, and the r
 read against curves made up here. The sweep that trains is in test_sweep_runs.py."""
 
 import dataclasses
-import fcntl
 import json
 import os
 import subprocess

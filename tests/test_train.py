@@ -1,8 +1,8 @@
-"""The training program: no retracing, every variant end to end,
-and learning on the small task."""
+"""The training program: no retracing, no copy of the replay buffer, seeds batched
+or not, and learning on the small task (tests/test_variants.py tells the variants
+apart)."""
 
 import io
-import json
 import re
 
 import jax
@@ -12,7 +12,6 @@ import pytest
 
 from piekd_mjx import config as config_lib
 from piekd_mjx import run as run_lib
-from piekd_mjx import schedule
 from piekd_mjx import train as train_lib
 
 # One small setting shared by these tests, so compiled programs are shared too.
@@ -150,46 +149,8 @@ def test_runs_that_differ_only_in_seed_share_their_programs(tiny_trainer):
     assert texts[0] == texts[1], name
 
 
-# Each variant compiles its own programs (about 40-120 s each on a cold compilation
-# cache here, whatever the network sizes: tracing and compiling the task's step in
-# collect, train and evaluate dominate). CI runs one variant per kind of program:
-# K = 1, a distillation phase, an extra-updates phase; the others, whose phases
-# tests/test_distill.py checks piece by piece, run with the slow tests.
-CI_VARIANTS = ('vanilla_sac', 'piekd', 'ensemble_sac_extra')
-
-
-# vanilla_sac's run compiles the programs of the SAC test below: one worker runs both,
-# so the second finds them in the persistent compilation cache.
+# The SAC test compiles programs that no other test shares: one worker runs it.
 small_vanilla = pytest.mark.xdist_group('small_vanilla')
-
-
-def variant_marks(variant: str):
-  if variant not in CI_VARIANTS:
-    return pytest.mark.slow
-  return small_vanilla if variant == 'vanilla_sac' else ()
-
-
-@pytest.mark.parametrize('variant', [pytest.param(v, marks=variant_marks(v))
-                                     for v in sorted(config_lib.VARIANTS)])
-def test_variant_runs_end_to_end(variant, tmp_path, task_cache):
-  config = small_config(variant=variant, num_seeds=2, total_steps=1600, eval_every=800,
-                        distill_interval=300, log_every=400,
-                        distill_data='sample', distill_sample_batches=2)
-  trainer = train_lib.make_trainer(config, task_cache('inverted_pendulum'))
-  records = run_lib.run(config, str(tmp_path), out=io.StringIO(), trainer=trainer)
-  lines = (tmp_path / 'metrics.jsonl').read_text().splitlines()
-  assert [json.loads(l)['step'] for l in lines] == [800, 1600]
-  last = records[-1]
-  k = config.ensemble_size
-  assert np.shape(last['eval/returns']) == (2, k)
-  assert np.all(np.isfinite(last['eval/returns']))
-  num_phases = len(schedule.phase_steps(config))
-  assert last['distill/num_phases'] == num_phases == (2 if config.share != 'none' else 0)
-  if config.share in ('distill', 'hardcopy'):
-    assert last['distill/last_phase_step'] == 1500
-    assert np.shape(last['distill/teacher']) == (2,)
-  assert np.sum(last['ensemble/num_selected']) >= np.sum(last['ensemble/num_episodes'])
-  assert json.loads((tmp_path / 'config.json').read_text())['variant'] == variant
 
 
 @small_vanilla
