@@ -31,8 +31,8 @@ MAX_REPLAY_CAPACITY = 2**31 - 1
 # The fields a run may change when it is resumed (launch --resume): they change what
 # is evaluated, logged, checkpointed or how far the run goes, never the training
 # trajectory up to a given step. Every other field must equal the run's.
-RESUMABLE_FIELDS = ('total_steps', 'eval_every', 'eval_episodes', 'log_every',
-                    'checkpoint_every', 'keep_checkpoints', 'out_dir')
+RESUMABLE_FIELDS = ('total_steps', 'eval_every', 'eval_episodes', 'eval_batch',
+                    'log_every', 'checkpoint_every', 'keep_checkpoints', 'out_dir')
 
 # The valid values of the enum-valued string fields.
 SOLVER_CHOICES = ('faithful', 'fast')
@@ -90,6 +90,10 @@ class Config:
       0, 'Seeds advanced as one vmapped batch, the batches one after another through '
       'each chunk; must divide num_seeds. 0: 1 on a CPU (where the seeds one by one are '
       'faster), all seeds on an accelerator.')
+  eval_batch: int = _field(
+      0, 'Evaluation episodes stepped as one batch: a divisor of eval_episodes (each '
+      "member's episodes in groups, one after another). 0: 1 on a CPU, where an "
+      'unbatched step is cheaper, and all S*K*E episodes at once on an accelerator.')
   matmul_precision: str = _field(
       'float32', "jax_default_matmul_precision: 'float32', 'tensorfloat32' or 'bfloat16'.")
 
@@ -131,6 +135,10 @@ class Config:
       value = getattr(self, name)
       if not _is_int(value) or value < 0:
         _fail(name, value, 'a non-negative integer')
+    if not _is_int(self.eval_batch) or self.eval_batch < 0 or (
+        self.eval_batch and self.eval_episodes % self.eval_batch):
+      _fail('eval_batch', self.eval_batch,
+            f'0 or a divisor of --eval_episodes ({self.eval_episodes})')
     if self.num_seeds % max(self.seed_batch, 1):
       _fail('seed_batch', self.seed_batch,
             f'0 or a divisor of --num_seeds ({self.num_seeds})')

@@ -135,6 +135,14 @@ def seed_batch(config: Config) -> int:
   return 1 if jax.default_backend() == 'cpu' else config.num_seeds
 
 
+def eval_batch(config: Config) -> int | None:
+  """The evaluation episodes stepped as one batch (``eval_batch``; 0 picks 1 on a CPU
+  and every episode, None, elsewhere)."""
+  if config.eval_batch:
+    return config.eval_batch
+  return 1 if jax.default_backend() == 'cpu' else None
+
+
 # The fields of a TrainState that a batch of seeds takes its slice of (leaves [S, ...]);
 # the replay buffers, by far the largest, are indexed in place instead.
 BATCH_FIELDS = ('members', 'env_state', 'ensemble', 'key')
@@ -229,7 +237,7 @@ def _step_programs(config: Config, task: envs.MjxTask) -> _Programs:
       termination=jnp.zeros((), jnp.float32), truncation=jnp.zeros((), jnp.float32))
   replay = replay_lib.make_replay(config.replay_capacity, example)
   evaluate_episodes = evaluate_lib.make_evaluate(task, sac, config.episode_length,
-                                                 config.eval_episodes)
+                                                 config.eval_episodes, eval_batch(config))
 
   def init_seed(key):
     key_members, key_env, key_ensemble, key_next = jax.random.split(key, 4)

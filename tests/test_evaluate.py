@@ -5,6 +5,7 @@ evaluation environments of its own."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from piekd_mjx import config as config_lib
 from piekd_mjx import evaluate as evaluate_lib
@@ -157,3 +158,17 @@ def test_trainer_evaluation_leaves_the_training_environments_alone():
   # Another step: other evaluation episodes.
   later = np.asarray(trainer.evaluate(state.replace(step=state.step + 1)))
   assert not np.any(np.isin(later, returns))
+
+
+@pytest.mark.parametrize('batch_size', [1, 2])
+def test_episodes_in_groups_equal_all_at_once(batch_size):
+  """The same episodes (reset keys), actions and returns, one at a time or in groups
+  (up to the rounding of a batched matmul against an unbatched one)."""
+  task = StubTask('action', random_start=True, max_end=6)
+  params, key = _actor_params(3), jax.random.key(5)
+  together = jax.jit(evaluate_lib.make_evaluate(task, _sac(), 8, E))(params, key)
+  grouped = jax.jit(evaluate_lib.make_evaluate(task, _sac(), 8, E, batch_size))(params, key)
+  np.testing.assert_allclose(grouped, together, rtol=1e-5, atol=1e-5)  # float32 rounding
+  assert np.unique(np.asarray(together)).size == S * K * E  # every episode its own
+  with pytest.raises(ValueError, match='--eval_batch=3 is invalid: must divide'):
+    evaluate_lib.make_evaluate(task, _sac(), 8, E, 3)
