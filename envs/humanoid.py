@@ -22,12 +22,17 @@ has CG and Newton). This task uses Newton, which solves the same convex constrai
 problem (primal instead of dual) and converges to the same forces up to the solver
 tolerance, with the model's iteration limits. The parity errors this leaves against
 PGS on MuJoCo C are measured in ``tests/test_parity.py`` and listed in docs/TASKS.md.
+
+Contacts: the physics is traced with MuJoCo C's plane-capsule contact frame
+(``piekd_mjx.envs.contact``), as Ant's is: a limb within 30° of the floor's normal gets
+another first tangent from MJX's own collider, which turns the pyramidal cone's edges.
 """
 
 import jax.numpy as jnp
 import mujoco
 
 from piekd_mjx.envs import base
+from piekd_mjx.envs import contact
 
 
 class Humanoid(base.MjxTask):
@@ -45,6 +50,14 @@ class Humanoid(base.MjxTask):
   contact_cost_range = (-float('inf'), 10.0)
   healthy_reward = 5.0
   healthy_z_range = (1.0, 2.0)
+
+  def _reset_to(self, qpos, qvel):
+    with contact.c_plane_capsule():
+      return super()._reset_to(qpos, qvel)
+
+  def _step(self, state, action):
+    with contact.c_plane_capsule():
+      return super()._step(state, action)
 
   def _adapt_model(self, mj_model):
     mj_model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
