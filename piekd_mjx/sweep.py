@@ -55,7 +55,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # Every code path in minutes: tiny networks and buffers, few steps and episodes.
     'smoke': dict(total_steps=3000, warmup_steps=1000, num_seeds=2, hidden_sizes=(32, 32),
                   batch_size=64, replay_capacity=10_000, eval_every=1000, eval_episodes=2,
-                  log_every=1000, checkpoint_every=1000, distill_data='sample'),
+                  log_every=1000, checkpoint_every=1000, distill_interval=1000,
+                  distill_data='sample'),
 }
 
 
@@ -375,9 +376,10 @@ def measured_seconds_per_step(root: str, config: Config) -> float | None:
 
 
 def calibrated_seconds_per_step(trainer, num_steps: int = 200) -> float:
-  """Seconds per training step (no evaluation or phase) of a short chunk, after one
-  call that compiles it; the state is thrown away."""
+  """Seconds per training step (no evaluation or phase) of a short chunk, after a
+  minibatch's worth of warm-up and one call that compiles it; the state is thrown away."""
   state = trainer.init()
+  state, _ = trainer.collect(state, trainer.config.batch_size)
   state, _ = trainer.train(state, 1)
   start = time.perf_counter()
   state, metrics = trainer.train(state, num_steps)
@@ -553,7 +555,6 @@ def train_runs(listed: Sequence[RunStatus], programs: Programs, keep: str) -> in
           raise UsageError(f'{status.run_dir}: {status.reason}')
         config = status.config
         trainer = programs.trainer(config)
-        check_memory(config, trainer.replay.bytes_per_transition)
         if signals.caught:
           return _stopped_between(signals.caught[0], number, len(todo))
         print(f'[{number}/{len(todo)}] {name}: {status.state}, {config.env} '
@@ -610,11 +611,17 @@ def main(argv: list[str]) -> None:
                        'the sweep would train there (move it away, or use another --root)')
   except (UsageError, ValueError) as e:
     _fail(str(e))
+  programs = Programs()
+  try:
+    for status in listed:
+      if status.state in ('new', 'partial'):
+        check_memory(status.config, programs.bytes_per_transition(status.config))
+  except UsageError as e:
+    _fail(f'{os.path.basename(status.run_dir)}: {e}')
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.jax_cache_dir:
     jax.config.update('jax_compilation_cache_dir', FLAGS.jax_cache_dir)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
-  programs = Programs()
   print_plan(FLAGS.root, figures, listed, programs, FLAGS.keep, FLAGS.calibrate)
   if FLAGS.dry_run:
     sys.exit(0)
