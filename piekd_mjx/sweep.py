@@ -495,19 +495,27 @@ def prune(run_dir_: str, keep: str) -> None:
 
 def write_figures(root: str, figures: Sequence[grid.Figure]) -> None:
   """``root/figures/<name>.json``: each figure and the run directory of each of its
-  (arm, task, other values) cells, for the report."""
+  (line, task) cells, for the report. A line is an arm, and where the figure gives
+  other fields several values, the arm at each of them (``piekd [num_seeds=3]``)."""
   os.makedirs(os.path.join(root, FIGURES), exist_ok=True)
   for figure in figures:
-    cells = []
+    cells, lines, baselines = [], [], []
     for arm, config in figure.runs():
-      varied = {name: grid.identity(config).get(name, getattr(config, name))
+      varied = {name: getattr(config, name)
                 for name, values in figure.values if len(values) > 1 and name != 'env'}
-      cells.append({'arm': arm.label, 'env': config.env, 'varied': varied,
-                    'run': grid.run_name(config), 'total_steps': config.total_steps})
+      line = arm.label + (' [' + ', '.join(f'{k}={v}' for k, v in varied.items()) + ']'
+                          if varied else '')
+      if line not in lines:
+        lines.append(line)
+        if arm.label in figure.baselines:
+          baselines.append(line)
+      cells.append({'arm': line, 'env': config.env, 'run': grid.run_name(config),
+                    'total_steps': config.total_steps})
     path = os.path.join(root, FIGURES, f'{figure.name}.json')
     tmp = f'{path}.{os.getpid()}.tmp'  # sweeps on one root write their own
     with open(tmp, 'w', encoding='utf-8') as f:
-      json.dump({**figure.to_json(), 'cells': cells}, f, indent=2)
+      json.dump({**figure.to_json(), 'labels': lines, 'baselines': baselines,
+                 'cells': cells}, f, indent=2)
     os.replace(tmp, path)
 
 

@@ -330,3 +330,14 @@ def test_estimate_is_the_mean_with_a_bootstrap_interval():
   assert report.estimate(np.array([1.0, 2.0, 3.0, 4.0]), resamples=2000) == e  # fixed rng
   assert np.isnan(report.estimate(np.array([5.0]), 100).low)
   assert report.area(np.array([0, 10]), np.array([[0.0], [10.0]])).tolist() == [5.0]
+
+
+def test_a_figure_varying_another_field_draws_a_line_per_value(tmp_path):
+  varied = dataclasses.replace(figure(['ensemble_sac', 'piekd'], num_seeds=(2, 3)),
+                               baselines=('ensemble_sac',))
+  sweep.write_figures(str(tmp_path), [varied])
+  written = json.loads((tmp_path / 'figures' / 'f.json').read_text())
+  assert written['labels'] == ['ensemble_sac [num_seeds=2]', 'ensemble_sac [num_seeds=3]',
+                               'piekd [num_seeds=2]', 'piekd [num_seeds=3]']
+  assert written['baselines'] == written['labels'][:2]
+  assert len({c['run'] for c in written['cells']}) == 4
