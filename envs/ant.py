@@ -26,7 +26,7 @@ from piekd_mjx.envs import base
 from piekd_mjx.envs import contact
 
 
-class Ant(base.MjxTask):
+class Ant(contact.CContactFrame, base.MjxTask):
   xml_file = 'ant.xml'
   frame_skip = 5
   reset_noise_scale = 0.1
@@ -42,14 +42,6 @@ class Ant(base.MjxTask):
   healthy_z_range = (0.2, 1.0)
   contact_force_range = (-1.0, 1.0)
   main_body = 1  # the torso
-
-  def _reset_to(self, qpos, qvel):
-    with contact.c_plane_capsule():
-      return super()._reset_to(qpos, qvel)
-
-  def _step(self, state, action):
-    with contact.c_plane_capsule():
-      return super()._step(state, action)
 
   def _contact_forces(self, data):
     return jnp.clip(base.cfrc_ext(data), *self.contact_force_range)

@@ -67,3 +67,16 @@ def c_plane_capsule() -> Iterator[None]:
     yield
   finally:
     table[_PLANE_CAPSULE] = previous
+
+
+class CContactFrame:
+  """A task mixin (before ``base.MjxTask`` in the bases): the task's reset and step are
+  traced inside ``c_plane_capsule()``, so its compiled programs carry C's frame."""
+
+  def _reset_to(self, qpos, qvel):
+    with c_plane_capsule():
+      return super()._reset_to(qpos, qvel)
+
+  def _step(self, state, action):
+    with c_plane_capsule():
+      return super()._step(state, action)

@@ -35,7 +35,7 @@ from piekd_mjx.envs import base
 from piekd_mjx.envs import contact
 
 
-class Humanoid(base.MjxTask):
+class Humanoid(contact.CContactFrame, base.MjxTask):
   xml_file = 'humanoid.xml'
   frame_skip = 5
   reset_noise_scale = 1e-2
@@ -50,14 +50,6 @@ class Humanoid(base.MjxTask):
   contact_cost_range = (-float('inf'), 10.0)
   healthy_reward = 5.0
   healthy_z_range = (1.0, 2.0)
-
-  def _reset_to(self, qpos, qvel):
-    with contact.c_plane_capsule():
-      return super()._reset_to(qpos, qvel)
-
-  def _step(self, state, action):
-    with contact.c_plane_capsule():
-      return super()._step(state, action)
 
   def _adapt_model(self, mj_model):
     mj_model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON

@@ -7,6 +7,7 @@ one-line docstring as its help; tuples of ints are comma-separated lists.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import typing
 
 from absl import flags
@@ -77,3 +78,16 @@ def values_from_multi_flags(flag_values: flags.FlagValues) -> dict[str, tuple]:
       values[field.name] = tuple(dict.fromkeys(
           grid.parse_value(field.name, text) for text in given))
   return values
+
+
+def parse_or_exit(flag_values: flags.FlagValues, argv: list[str]) -> None:
+  """Parses ``argv`` into ``flag_values`` (which defines ``--help``); a bad flag is one
+  line ``error: ...`` and exit code 2, ``--help`` prints the flags and exits 0."""
+  try:
+    flag_values(argv)
+  except flags.Error as e:
+    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr, flush=True)
+    sys.exit(2)
+  if flag_values.help:
+    print(flag_values.get_help())
+    sys.exit(0)

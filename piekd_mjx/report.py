@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 from absl import flags
 import numpy as np
 
+from piekd_mjx import config_flags
 from piekd_mjx import rundir
 
 FLAGS = flags.FlagValues()
@@ -429,13 +430,7 @@ def write_report(root: str, out_dir: str, resamples: int) -> str:
 
 
 def main(argv: list[str]) -> None:
-  try:
-    FLAGS(argv)
-  except flags.Error as e:
-    _fail(str(e).splitlines()[0])
-  if FLAGS.help:
-    print(FLAGS.get_help())
-    sys.exit(0)
+  config_flags.parse_or_exit(FLAGS, argv)
   if not FLAGS.root:
     _fail('--root is required: the directory of a sweep')
   if not os.path.isdir(os.path.join(FLAGS.root, 'figures')):

@@ -600,13 +600,7 @@ def _stopped_between(signum: int, number: int, count: int) -> int:
 
 
 def main(argv: list[str]) -> None:
-  try:
-    FLAGS(argv)
-  except flags.Error as e:
-    _fail(str(e).splitlines()[0])
-  if FLAGS.help:
-    print(FLAGS.get_help())
-    sys.exit(0)
+  config_flags.parse_or_exit(FLAGS, argv)
   try:
     if not FLAGS.root:
       raise UsageError('--root is required: the directory of the sweep\'s runs and report')
