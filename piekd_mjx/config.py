@@ -117,6 +117,14 @@ class Config:
       'policy_alpha',
       "Networks the *_extra variants update: 'policy_alpha' (reference) or 'all'.")
 
+  @property
+  def has_phases(self) -> bool:
+    """Whether the run has knowledge-sharing phases: extra updates, or a teacher with at
+    least one student (distillation or a hard copy with K >= 2)."""
+    if self.share == 'extra':
+      return True
+    return self.share in ('distill', 'hardcopy') and self.ensemble_size >= 2
+
   def target_entropy(self, action_size: int) -> float:
     """SAC's target entropy, -target_entropy_scale * dim(A)."""
     return -self.target_entropy_scale * float(action_size)
@@ -227,7 +235,7 @@ def ignored_fields(config: Config) -> dict[str, str]:
   phase settings of a run without phases, the teacher of extra updates, and so on."""
   if config.share == 'none':
     return dict.fromkeys(_PHASE_FIELDS, '--share=none has no phases')
-  if config.share in ('distill', 'hardcopy') and config.ensemble_size < 2:
+  if not config.has_phases:
     return dict.fromkeys(_PHASE_FIELDS, f'--share={config.share} with --ensemble_size='
                          f'{config.ensemble_size} has no student, so no phases')
   ignored = {}
@@ -263,7 +271,7 @@ def ignored_flags(config: Config) -> list[str]:
     if config.share != variant_share:
       lines.append(f'--share={config.share!r} replaces what --variant={config.variant} '
                    f'shares ({variant_share!r}): the run is no longer that variant')
-  if config.share in ('distill', 'hardcopy') and config.ensemble_size < 2:
+  if config.share != 'none' and not config.has_phases:
     lines.append(f'--share={config.share} with --ensemble_size={config.ensemble_size} '
                  'does nothing: a phase needs a teacher and at least one student')
   for name, why in ignored_fields(config).items():

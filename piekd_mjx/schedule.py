@@ -41,11 +41,9 @@ class Event:
 
 
 def has_phases(config: Config) -> bool:
-  """Whether the run has knowledge-sharing phases: extra updates, or a teacher with at
-  least one student (distillation or a hard copy with K >= 2)."""
-  if config.share == 'extra':
-    return True
-  return config.share in ('distill', 'hardcopy') and config.ensemble_size >= 2
+  """Whether the run has knowledge-sharing phases (``Config.has_phases``: extra updates,
+  or a teacher with at least one student)."""
+  return config.has_phases
 
 
 def phase_due(config: Config, step: int) -> bool:
