@@ -395,7 +395,7 @@ def write_report(root: str, out_dir: str, resamples: int) -> str:
   figures_dir = os.path.join(root, 'figures')
   names = sorted(n for n in os.listdir(figures_dir) if n.endswith('.json'))
   os.makedirs(out_dir, exist_ok=True)
-  lines = [f'# Report of {os.path.abspath(root)}', '',
+  lines = [f'# Report of {root}', '',
            'Each curve is the mean over seeds of the best member\'s evaluation return, with '
            f'a {CONFIDENCE:.0%} percentile bootstrap interval over the seeds '
            f'({resamples} resamples); intervals need at least two seeds. "area" is the mean '
@@ -419,7 +419,9 @@ def write_report(root: str, out_dir: str, resamples: int) -> str:
     if figure['name'] in CLAIMS:
       lines += ['### The paper\'s claims', '']
       for verdict in CLAIMS[figure['name']](stats, figure['baselines']):
-        lines.append(f'- "{verdict.claim}": **{verdict.verdict}**')
+        tasks = sum(line.endswith(('-> yes', '-> no', 'overlap')) for line in verdict.evidence)
+        on = f' (on {tasks} task{"s" * (tasks != 1)})' if tasks else ''
+        lines.append(f'- "{verdict.claim}": **{verdict.verdict}**{on}')
         lines += [f'  - {line}' for line in verdict.evidence]
       lines.append('')
   path = os.path.join(out_dir, 'REPORT.md')
