@@ -5,11 +5,10 @@ on evaluation environments of its own, separate from the training environment, f
 most ``episode_length`` steps; an episode's return stops accumulating at termination.
 The episodes run in batches of ``batch_size`` (``Config.eval_batch``): each batch
 advances together in one loop that ends as soon as every episode of it has ended, the
-batches one after another. On an accelerator one batch of all S·K·E episodes is
-fastest; on a CPU a vmapped MJX step costs more per environment than an unbatched one
-(the batched solver loop selects its whole carry on every iteration) and a batch keeps
-stepping its ended episodes, so there the episodes run one at a time. The episodes, their
-reset keys and their actions are the same either way (returns agree to float32 rounding).
+batches one after another. One batch of all S·K·E episodes is the default and was the
+fastest measured, on this project's CPU too (docs/BENCHMARKS.md); smaller groups need
+less memory. The episodes, their reset keys and their actions are the same either way
+(returns agree to float32 rounding).
 """
 
 from __future__ import annotations

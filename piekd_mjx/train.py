@@ -136,11 +136,10 @@ def seed_batch(config: Config) -> int:
 
 
 def eval_batch(config: Config) -> int | None:
-  """The evaluation episodes stepped as one batch (``eval_batch``; 0 picks 1 on a CPU
-  and every episode, None, elsewhere)."""
-  if config.eval_batch:
-    return config.eval_batch
-  return 1 if jax.default_backend() == 'cpu' else None
+  """The evaluation episodes stepped as one batch (``eval_batch``): None for all of
+  them (0, or S*K*E), else a divisor of ``eval_episodes``."""
+  all_episodes = config.num_seeds * config.ensemble_size * config.eval_episodes
+  return None if config.eval_batch in (0, all_episodes) else config.eval_batch
 
 
 # The fields of a TrainState that a batch of seeds takes its slice of (leaves [S, ...]);
