@@ -277,6 +277,7 @@ def status_of(config: Config, run_dir: str, holding: bool = False) -> RunStatus:
 
 
 def statuses(root: str, figures: Sequence[grid.Figure]) -> list[RunStatus]:
+  """The ``RunStatus`` of every unique run of ``figures`` under ``root``."""
   try:
     configs = grid.unique_runs(figures)
   except ValueError as e:
@@ -388,6 +389,7 @@ def calibrated_seconds_per_step(trainer, num_steps: int = 200) -> float:
 
 
 def jax_block(tree: Any) -> None:
+  """Waits for ``tree``'s arrays (jax is imported only where the sweep computes)."""
   import jax  # pylint: disable=g-import-not-at-top
   jax.block_until_ready(tree)
 
