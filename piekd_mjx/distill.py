@@ -145,6 +145,15 @@ def _num_slices(size: jax.Array, batch_size: int) -> jax.Array:
   return (size + batch_size - 1) // batch_size
 
 
+def gradient_steps(config: Config, size):
+  """A phase's gradient steps per member on a buffer of ``size`` rows (an int or a
+  traced [] int32): epochs x ceil(size / B) in 'full' mode, epochs x the sampled
+  minibatches in 'sample' mode."""
+  if config.distill_data == 'full':
+    return config.distill_epochs * _num_slices(size, config.distill_batch_size)
+  return config.distill_epochs * config.distill_sample_batches
+
+
 def slice_order(key: jax.Array, size: jax.Array, capacity: int, batch_size: int,
                 epochs: int) -> jax.Array:
   """The 'full' schedule: slice indices [epochs, ceil(C / B)] int32.
@@ -213,9 +222,7 @@ def make_phase(config: Config, sac: Sac, replay: Replay) -> Phase:
 
   def num_steps(replay_state: ReplayState) -> jax.Array:
     """The phase's gradient steps per member, [] int32 (dynamic in 'full' mode)."""
-    if config.distill_data == 'full':
-      return epochs * _num_slices(replay_state.size, batch_size)
-    return jnp.asarray(epochs * config.distill_sample_batches, jnp.int32)
+    return jnp.asarray(gradient_steps(config, replay_state.size), jnp.int32)
 
   def make_batches(replay_state: ReplayState,
                    key: jax.Array) -> Callable[[jax.Array], tuple[Transition, jax.Array]]:

@@ -28,7 +28,7 @@ from absl import flags
 from piekd_mjx import config as config_lib
 from piekd_mjx import config_flags
 from piekd_mjx import rundir
-from piekd_mjx.resources import UsageError, check_memory, check_writable
+from piekd_mjx.resources import UsageError, check_env, check_memory, check_writable
 
 FLAGS = flags.FLAGS
 config_flags.define_flags(FLAGS)
@@ -50,19 +50,12 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
   sys.exit(code)
 
 
-def _check_env(config: config_lib.Config) -> None:
-  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
-  if config.env not in envs.names():
-    raise ValueError(f'--env={config.env!r} is invalid: must be one of '
-                     f'{", ".join(envs.names())}')
-
-
 def resolve_config(flag_values: flags.FlagValues = FLAGS) -> config_lib.Config:
   """The validated config of the flags, with the variant applied."""
   config, explicit = config_flags.config_from_flags(flag_values)
   config = config_lib.apply_variant(config, explicit)
   config.validate()
-  _check_env(config)
+  check_env(config.env)
   return config
 
 
@@ -107,7 +100,7 @@ def resolve_resume(flag_values: flags.FlagValues = FLAGS) -> config_lib.Config:
   given = {name: getattr(flagged, name) for name in explicit}
   config = dataclasses.replace(saved, **{**given, 'out_dir': run_dir})
   config.validate()
-  _check_env(config)
+  check_env(config.env)
   config_lib.check_resumable(saved, config)
   return config
 

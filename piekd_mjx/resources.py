@@ -17,6 +17,13 @@ class UsageError(Exception):
   """Bad input: reported as one line, exit code 2."""
 
 
+def check_env(env: str) -> None:
+  """Raises ValueError naming ``--env`` unless it is one of ``envs.names()``."""
+  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  if env not in envs.names():
+    raise ValueError(f'--env={env!r} is invalid: must be one of {", ".join(envs.names())}')
+
+
 def check_writable(run_dir: str) -> None:
   """Raises UsageError unless files can be created in ``run_dir`` or, when it does not
   exist yet, in its nearest existing parent (probed with a directory removed at once)."""

@@ -42,7 +42,7 @@ from piekd_mjx import config_flags
 from piekd_mjx import grid
 from piekd_mjx import rundir
 from piekd_mjx.config import Config
-from piekd_mjx.resources import UsageError, check_memory, check_writable
+from piekd_mjx.resources import UsageError, check_env, check_memory, check_writable
 
 EXIT_USAGE, EXIT_NONFINITE = 2, 3
 RUNS, FIGURES = 'runs', 'figures'
@@ -149,21 +149,12 @@ def figure_from_flags(flag_values: flags.FlagValues, overrides: dict[str, tuple]
         name=flag_values.figure, title=flag_values.title or flag_values.figure, arms=arms,
         values=grid.values_from(values), explicit=frozenset(values) - {'env'},
         curves=curves, baselines=tuple(baselines))
-    _check_envs(figure)
+    for env in dict(figure.values)['env']:
+      check_env(env)
     figure.runs()  # every config validates
   except ValueError as e:
     raise UsageError(f'{source}: {e}' if source else str(e)) from None
   return figure
-
-
-def _check_envs(figure: grid.Figure) -> None:
-  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
-  for name, values in figure.values:
-    if name == 'env':
-      for env in values:
-        if env not in envs.names():
-          raise ValueError(f'--env={env!r} is invalid: must be one of '
-                           + ', '.join(envs.names()))
 
 
 def read_figure_file(path: str, overrides: dict[str, tuple]) -> grid.Figure:
@@ -323,15 +314,12 @@ class Work:
 def phase_gradient_steps(config: Config, step: int) -> int:
   """Gradient steps of the phase after ``step``, summed over the members that learn in
   it (distillation: the students; extra updates: every member; hard copy: none)."""
+  from piekd_mjx import distill  # pylint: disable=g-import-not-at-top
   if config.share == 'hardcopy':
     return 0
-  if config.distill_data == 'full':
-    size = min(step, config.replay_capacity)
-    per_member = config.distill_epochs * -(-size // config.distill_batch_size)
-  else:
-    per_member = config.distill_epochs * config.distill_sample_batches
+  per_member = distill.gradient_steps(config, min(step, config.replay_capacity))
   learners = config.ensemble_size if config.share == 'extra' else config.ensemble_size - 1
-  return per_member * learners
+  return int(per_member) * learners
 
 
 def work_of(status: RunStatus, bytes_per_transition: int, keep: str) -> Work:
@@ -463,7 +451,6 @@ class Programs:
 
   def __init__(self):
     self._trainers: dict[Config, Any] = {}
-    self._sizes: dict[str, int] = {}
 
   def trainer(self, config: Config):
     from piekd_mjx import train  # pylint: disable=g-import-not-at-top
@@ -473,13 +460,10 @@ class Programs:
     return self._trainers[key]
 
   def bytes_per_transition(self, config: Config) -> int:
-    """4 bytes per float of a stored transition (obs, action, reward, next obs,
-    termination, truncation)."""
-    if config.env not in self._sizes:
-      from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
-      task = envs.make(config.env, solver=config.solver)
-      self._sizes[config.env] = 4 * (2 * task.observation_size + task.action_size + 3)
-    return self._sizes[config.env]
+    """The bytes of one stored transition of ``config``'s task (its replay layout)."""
+    from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+    task = train.default_task(config.env, config.solver)
+    return train.make_replay(task, config.replay_capacity).bytes_per_transition
 
 
 def prune(run_dir_: str, keep: str) -> None:

@@ -198,6 +198,16 @@ class _Programs(NamedTuple):
   replay: replay_lib.Replay
 
 
+def make_replay(task: envs.MjxTask, capacity: int) -> replay_lib.Replay:
+  """The replay buffer of ``task``'s transitions, ``capacity`` rows per seed."""
+  obs_size, action_size = task.observation_size, task.action_size
+  example = sac_lib.Transition(
+      obs=jnp.zeros((obs_size,), jnp.float32), action=jnp.zeros((action_size,), jnp.float32),
+      reward=jnp.zeros((), jnp.float32), next_obs=jnp.zeros((obs_size,), jnp.float32),
+      termination=jnp.zeros((), jnp.float32), truncation=jnp.zeros((), jnp.float32))
+  return replay_lib.make_replay(capacity, example)
+
+
 @functools.lru_cache(maxsize=None)
 def default_task(env: str, solver: str) -> envs.MjxTask:
   """The task of a run built without one, once per process (so runs share programs)."""
@@ -230,11 +240,7 @@ def _step_programs(config: Config, task: envs.MjxTask) -> _Programs:
   obs_size, action_size = task.observation_size, task.action_size
   num_seeds, num_members = config.num_seeds, config.ensemble_size
   sac = sac_lib.make_sac(config, obs_size, action_size)
-  example = sac_lib.Transition(
-      obs=jnp.zeros((obs_size,), jnp.float32), action=jnp.zeros((action_size,), jnp.float32),
-      reward=jnp.zeros((), jnp.float32), next_obs=jnp.zeros((obs_size,), jnp.float32),
-      termination=jnp.zeros((), jnp.float32), truncation=jnp.zeros((), jnp.float32))
-  replay = replay_lib.make_replay(config.replay_capacity, example)
+  replay = make_replay(task, config.replay_capacity)
   evaluate_episodes = evaluate_lib.make_evaluate(task, sac, config.episode_length,
                                                  config.eval_episodes, eval_batch(config))
 
