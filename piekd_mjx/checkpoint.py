@@ -10,6 +10,9 @@ items:
   data; they are left out and rebuilt from the state's shapes on restore.
 * ``host``: a JSON object of what the host loop needs to continue exactly (its loss
   sums since the last evaluation, the last phase's metrics, ...; see ``run.py``).
+* ``evaluation`` (only in a checkpoint taken while the evaluation of its step was still
+  running): the actors [S, K, ...] that evaluation scores, as they were before the
+  step's phase, so that a resumed run can evaluate them again.
 
 orbax writes a step into a temporary directory and renames it when it is complete, so
 a step directory is whole or absent; every save here is synchronous, so a checkpoint
@@ -35,6 +38,7 @@ from piekd_mjx import rundir
 from piekd_mjx import train as train_lib
 
 CHECKPOINTS, CORRUPT = rundir.CHECKPOINTS, rundir.CORRUPT
+EVALUATION_ITEM = 'evaluation'
 _TMP_SUFFIX = '.orbax-checkpoint-tmp'  # how orbax names a step directory being written
 
 
@@ -117,20 +121,24 @@ class Checkpointer:
     steps = self.steps()
     return self.path(steps[-1]) if steps else None
 
-  def save(self, state: train_lib.TrainState, host: Mapping[str, Any]) -> str:
-    """Writes ``state`` and the JSON object ``host`` as the checkpoint of
-    ``state.step`` and waits until it is complete; returns its directory."""
+  def save(self, state: train_lib.TrainState, host: Mapping[str, Any],
+           evaluation: Any = None) -> str:
+    """Writes ``state``, the JSON object ``host`` and, if given, the actors of a
+    pending ``evaluation`` as the checkpoint of ``state.step`` and waits until it is
+    complete; returns its directory."""
     step = int(state.step)
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_without_empty(state)),
-        host=ocp.args.JsonSave(dict(host))), force=True)
+    items = dict(state=ocp.args.StandardSave(_without_empty(state)),
+                 host=ocp.args.JsonSave(dict(host)))
+    if evaluation is not None:
+      items[EVALUATION_ITEM] = ocp.args.StandardSave(evaluation)
+    self._manager.save(step, args=ocp.args.Composite(**items), force=True)
     self._manager.wait_until_finished()
     return self.path(step)
 
   def restore(self, warn: Callable[[str], None]
-              ) -> tuple[train_lib.TrainState, dict[str, Any]] | None:
-    """The state and host object of the newest checkpoint that restores, or None when
-    there is no checkpoint.
+              ) -> tuple[train_lib.TrainState, dict[str, Any], Any] | None:
+    """The state, host object and pending evaluation's actors (None if it has none)
+    of the newest checkpoint that restores, or None when there is no checkpoint.
 
     Each newer checkpoint that fails is reported through ``warn`` and moved aside.
 
@@ -151,6 +159,11 @@ class Checkpointer:
         host = restored['host']
         if int(state.step) != step or host.get('step') != step:
           raise ValueError(f'holds step {int(state.step)} (host {host.get("step")})')
+        evaluation = None
+        if os.path.isdir(os.path.join(self.path(step), EVALUATION_ITEM)):
+          evaluation = self._manager.restore(step, args=ocp.args.Composite(
+              evaluation=ocp.args.StandardRestore(
+                  self._abstract.members.actor_params)))['evaluation']
       except Exception as e:  # pylint: disable=broad-except
         # Any failure means this checkpoint cannot be used: report it, try the previous.
         warn(f'checkpoint {self.path(step)} (step {step}) does not restore '
@@ -158,7 +171,7 @@ class Checkpointer:
         failed.append(step)
         continue
       self._set_aside(failed)
-      return state, host
+      return state, host, evaluation
     if steps:
       raise ResumeError(f'no checkpoint in {self._directory} restores (tried steps '
                         f'{", ".join(map(str, reversed(steps)))}); the run cannot be resumed')

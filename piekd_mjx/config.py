@@ -32,7 +32,7 @@ MAX_REPLAY_CAPACITY = 2**31 - 1
 # is evaluated, logged, checkpointed or how far the run goes, never the training
 # trajectory up to a given step. Every other field must equal the run's.
 RESUMABLE_FIELDS = ('total_steps', 'eval_every', 'eval_episodes', 'eval_batch',
-                    'log_every', 'checkpoint_every', 'keep_checkpoints', 'out_dir')
+                    'eval_overlap', 'log_every', 'checkpoint_every', 'keep_checkpoints', 'out_dir')
 
 # The valid values of the enum-valued string fields.
 SOLVER_CHOICES = ('faithful', 'fast')
@@ -94,6 +94,10 @@ class Config:
       0, 'Evaluation episodes stepped as one batch: a divisor of eval_episodes (each '
       "member's episodes in groups, one after another; less memory) or 0 for all S*K*E "
       'at once (the fastest measured, on a CPU too).')
+  eval_overlap: bool = _field(
+      True, 'Step an evaluation on a second host thread while training goes on (the '
+      'same episodes of the same parameters; its record is written when it ends). Off: '
+      'training waits for every evaluation.')
   matmul_precision: str = _field(
       'float32', "jax_default_matmul_precision: 'float32', 'tensorfloat32' or 'bfloat16'.")
 
@@ -178,6 +182,8 @@ class Config:
         _fail(name, value, 'one of ' + ', '.join(valid))
     if not isinstance(self.env, str) or not self.env:
       _fail('env', self.env, 'a task name')
+    if not isinstance(self.eval_overlap, bool):
+      _fail('eval_overlap', self.eval_overlap, 'true or false')
 
     if not 0.0 < self.discount <= 1.0:
       _fail('discount', self.discount, 'in (0, 1]')

@@ -18,12 +18,20 @@ Numerical health: after every chunk, phase and evaluation the host checks that t
 losses, the members' states and the returns are finite; if not, the run stops with
 ``NonFiniteError`` naming the seed, member and step, before anything is saved.
 
+Evaluation overlaps training (``Config.eval_overlap``): the evaluation of step t scores
+a copy of the actors of step t on a second host thread while the phase, the checkpoint
+and the next chunks run, and its record is written when it ends, at the latest before
+the next evaluation starts. A checkpoint taken while it runs holds those actors and
+the record so far, so a run killed before the record was written evaluates them again
+on resume: the same episodes, the same returns.
+
 SIGINT and SIGTERM set a flag; the run stops at the next chunk boundary, writes a
 checkpoint there and raises ``Stopped``.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -49,7 +57,9 @@ from piekd_mjx.config import Config
 
 # The fields of a metrics record measured by the wall clock: the only ones that differ
 # between two runs of the same config and seed on the same machine.
-WALL_CLOCK_FIELDS = ('wall_time', 'steps_per_second', 'eval/seconds')
+WALL_CLOCK_FIELDS = ('wall_time', 'steps_per_second', 'eval/seconds', 'eval/wait_seconds')
+# The key of a checkpoint's host object that holds the record of a pending evaluation.
+PENDING_EVALUATION = 'pending_evaluation'
 
 METRICS_FILE, CONFIG_FILE = rundir.METRICS_FILE, rundir.CONFIG_FILE
 LOG_FILE, TENSORBOARD_DIR = rundir.LOG_FILE, rundir.TENSORBOARD_DIR
@@ -65,6 +75,42 @@ class Stopped(Exception):
   def __init__(self, signum: int, step: int, checkpoint: str):
     super().__init__(f'stopped by {signal.Signals(signum).name} at step {step:,}')
     self.signum, self.step, self.checkpoint = signum, step, checkpoint
+
+
+class _Evaluation:
+  """An evaluation that has started: the record of its step without the returns,
+  the actors it scores (leaves [S, K, ...]) and the returns to come ([S, K, E])."""
+
+  def __init__(self, record: dict[str, Any], actors: Any,
+               returns: concurrent.futures.Future):
+    self.record, self.actors, self.returns = record, actors, returns
+
+  @property
+  def step(self) -> int:
+    return self.record['step']
+
+
+def _evaluate(trainer: train_lib.Trainer, actors: Any, step: int,
+              background: bool) -> concurrent.futures.Future:
+  """The future (returns [S, K, E] as numpy, seconds) of evaluating ``actors`` at
+  ``step``: run here and now, or on a daemon thread of its own (so that a second
+  SIGINT, which raises KeyboardInterrupt, can end the process without waiting)."""
+  future: concurrent.futures.Future = concurrent.futures.Future()
+
+  def work():
+    start = time.time()
+    try:
+      returns = np.asarray(trainer.evaluate_members(actors, np.int32(step)))
+    except BaseException as e:  # pylint: disable=broad-except
+      future.set_exception(e)  # re-raised where the result is taken
+    else:
+      future.set_result((returns, time.time() - start))
+
+  if background:
+    threading.Thread(target=work, name=f'evaluation-{step}', daemon=True).start()
+  else:
+    work()
+  return future
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,9 +284,9 @@ def run(config: Config, run_dir: str, out: TextIO = sys.stdout,
   checkpointer = checkpoint_lib.Checkpointer(run_dir, config.keep_checkpoints,
                                              jax.eval_shape(trainer.init))
   try:
-    state, progress = None, Progress()
+    state, progress, pending = None, Progress(), None
     if resume:
-      state, progress = _restore(config, run_dir, checkpointer, output)
+      state, progress, pending = _restore(config, run_dir, checkpointer, output)
     if state is None:
       state = trainer.init()
     # Fresh and restored states alike are committed to the device, so that every chunk
@@ -250,22 +296,24 @@ def run(config: Config, run_dir: str, out: TextIO = sys.stdout,
                   json.dumps(dataclasses.asdict(config), indent=2))
     with _stop_signals() as stop:
       return _Loop(config, run_dir, trainer, checkpointer, output, progress).run(
-          state, progress, stop)
+          state, progress, stop, pending)
   finally:
     checkpointer.close()
     output.close()
 
 
 def _restore(config: Config, run_dir: str, checkpointer: checkpoint_lib.Checkpointer,
-             output: _Output) -> tuple[train_lib.TrainState | None, Progress]:
-  """The newest checkpoint's state and progress ((None, Progress()) without one), with
-  ``metrics.jsonl`` cut back to its step."""
+             output: _Output
+             ) -> tuple[train_lib.TrainState | None, Progress, tuple[dict, Any] | None]:
+  """The newest checkpoint's state, progress and, when the evaluation of its step had
+  not written its record, that evaluation's (record so far, actors) ((None, Progress(),
+  None) without a checkpoint), with ``metrics.jsonl`` cut back to its step."""
   restored = checkpointer.restore(output.warn)
   if restored is None:
     output.warn(f'{run_dir} has no checkpoint yet; the run starts again from step 0')
     _drop_records_after(run_dir, 0, output.log)
-    return None, Progress()
-  state, host = restored
+    return None, Progress(), None
+  state, host, actors = restored
   progress = Progress.from_json(host)
   if progress.step > config.total_steps:
     raise checkpoint_lib.ResumeError(
@@ -273,7 +321,12 @@ def _restore(config: Config, run_dir: str, checkpointer: checkpoint_lib.Checkpoi
         f'{progress.step}, the step of the checkpoint the run resumes from')
   _drop_records_after(run_dir, progress.step, output.log)
   output.log(f'resumed from {checkpointer.path(progress.step)} at step {progress.step:,}')
-  return state, progress
+  record = host.get(PENDING_EVALUATION)
+  if record is None or actors is None or progress.step in _record_steps(run_dir):
+    return state, progress, None
+  output.log(f'the evaluation of step {progress.step:,} had not written its record; it '
+             'runs again')
+  return state, progress, (record, actors)
 
 
 class _Loop:
@@ -288,20 +341,24 @@ class _Loop:
     self.process_start, self.first_step = time.time(), progress.step
     self.origin = self.process_start - progress.wall_time  # the wall clock of step 0
     self.last_eval_time = self.process_start
+    self.evaluation: _Evaluation | None = None  # started, its record not yet written
 
   def good_checkpoint(self) -> str:
     return self.checkpointer.latest_path() or 'none (no checkpoint yet)'
 
-  def run(self, state: train_lib.TrainState, progress: Progress,
-          stop: list[int]) -> list[dict[str, Any]]:
-    """Runs every event after ``progress.step``; returns the records written."""
+  def run(self, state: train_lib.TrainState, progress: Progress, stop: list[int],
+          pending: tuple[dict[str, Any], Any] | None = None) -> list[dict[str, Any]]:
+    """Runs every event after ``progress.step`` (first the evaluation ``pending``
+    (record so far, actors) of a resumed checkpoint); returns the records written."""
     config = self.config
     # A phase is pending where the run stopped at its last step, which skips it.
     events = schedule.events(config, progress.step,
                              phase_pending=progress.phase_step != progress.step)
-    writer = MetricsWriter(self.run_dir)
-    records = []
+    self.writer, self.records = MetricsWriter(self.run_dir), []
     try:
+      if pending is not None:
+        self.evaluation = _Evaluation(pending[0], pending[1], _evaluate(
+            self.trainer, pending[1], progress.step, config.eval_overlap))
       for event in events:
         for num_steps, learn in schedule.chunks(progress.step, event.step,
                                                 config.warmup_steps, config.log_every):
@@ -309,25 +366,36 @@ class _Loop:
             raise self.stopped(state, progress, stop[0])
           state, progress = self.chunk(state, progress, num_steps, learn)
         if event.evaluate:
-          progress, record = self.evaluate(state, progress)
-          writer.write(record)
-          records.append(record)
+          self.finish_evaluation()
+          progress = self.start_evaluation(state, progress)
         if event.phase:
           state, progress = self.phase(state, progress)
-          writer.write_phase(event.step, progress.phase_metrics)
+          self.writer.write_phase(event.step, progress.phase_metrics)
         if event.checkpoint:
           self.output.log(f'checkpoint {self.save(state, progress)}')
+      self.finish_evaluation()
+    except Exception:
+      self.finish_evaluation(quiet=True)  # its record, if it can be had
+      raise
     finally:
-      writer.close()
-    return records
+      self.writer.close()
+    return self.records
 
   def save(self, state: train_lib.TrainState, progress: Progress) -> str:
-    return self.checkpointer.save(state, dataclasses.replace(
-        progress, wall_time=time.time() - self.origin).to_json())
+    """The checkpoint of ``progress.step``, with the evaluation of that step if it has
+    not written its record yet."""
+    host = dataclasses.replace(progress, wall_time=time.time() - self.origin).to_json()
+    evaluation = self.evaluation
+    if evaluation is not None and evaluation.step == progress.step:
+      host[PENDING_EVALUATION] = evaluation.record
+      return self.checkpointer.save(state, host, evaluation.actors)
+    return self.checkpointer.save(state, host)
 
   def stopped(self, state: train_lib.TrainState, progress: Progress,
               signum: int) -> Stopped:
-    """The ``Stopped`` of a signal at ``progress.step``, after its checkpoint."""
+    """The ``Stopped`` of a signal at ``progress.step``, after its checkpoint (and the
+    record of an evaluation still running)."""
+    self.finish_evaluation()
     latest = self.checkpointer.steps()[-1:]
     path = (self.checkpointer.path(progress.step) if latest == [progress.step]
             else self.save(state, progress))
@@ -354,26 +422,50 @@ class _Loop:
                     f'elapsed {_hms(time.time() - self.origin)}  eta {_hms(eta)}')
     return state, progress
 
-  def evaluate(self, state: train_lib.TrainState,
-               progress: Progress) -> tuple[Progress, dict[str, Any]]:
-    """The evaluation record of ``progress.step``; resets the sums since the last one."""
-    step = progress.step
-    eval_start = time.time()
-    returns = np.asarray(self.trainer.evaluate(state)).mean(-1)  # [S, K]
-    eval_seconds = time.time() - eval_start
-    _check_finite(np.isfinite(returns), 'returns', lambda s, k: step, self.good_checkpoint)
-    now = time.time()
+  def start_evaluation(self, state: train_lib.TrainState, progress: Progress) -> Progress:
+    """Starts the evaluation of ``progress.step`` (it ends here unless
+    ``eval_overlap``); resets the sums since the last one."""
+    step, now = progress.step, time.time()
     record = _eval_record(
-        state, progress, returns, now - self.origin,
-        (step - progress.last_eval_step) / max(now - self.last_eval_time, 1e-9),
-        eval_seconds)
+        state, progress, now - self.origin,
+        (step - progress.last_eval_step) / max(now - self.last_eval_time, 1e-9))
+    actors, _ = train_lib.evaluation_inputs(state)
+    self.evaluation = _Evaluation(record, actors, _evaluate(
+        self.trainer, actors, step, self.config.eval_overlap))
+    if not self.config.eval_overlap:
+      self.finish_evaluation()
+    self.last_eval_time = now
+    return dataclasses.replace(progress, sums={}, trained_steps=0, last_eval_step=step)
+
+  def finish_evaluation(self, quiet: bool = False) -> None:
+    """Waits for the evaluation under way, if any, and writes its record. ``quiet``
+    (a run that is failing anyway): writes it only if it ended well, raises nothing."""
+    evaluation, self.evaluation = self.evaluation, None
+    if evaluation is None:
+      return
+    wait_start = time.time()
+    try:
+      returns, eval_seconds = evaluation.returns.result()
+    except Exception:  # pylint: disable=broad-except
+      if quiet:
+        return
+      raise
+    wait_seconds = time.time() - wait_start
+    returns = returns.mean(-1)  # [S, K]
+    step = evaluation.step
+    if not np.isfinite(returns).all():
+      if quiet:
+        return
+      _check_finite(np.isfinite(returns), 'returns', lambda s, k: step,
+                    self.good_checkpoint)
+    record = _with_returns(evaluation.record, returns, eval_seconds, wait_seconds)
+    self.writer.write(record)
+    self.records.append(record)
     best = returns.max(-1)
+    waited = f', training waited {wait_seconds:.1f} s' if self.config.eval_overlap else ''
     self.output.log(f'eval step {step:,}: best member return per seed '
                     f'{np.array2string(best, precision=1)} (mean {best.mean():.1f}); '
-                    f'evaluation took {eval_seconds:.1f} s')
-    self.last_eval_time = time.time()
-    return dataclasses.replace(progress, sums={}, trained_steps=0,
-                               last_eval_step=step), record
+                    f'evaluation took {eval_seconds:.1f} s{waited}')
 
   def phase(self, state: train_lib.TrainState,
             progress: Progress) -> tuple[train_lib.TrainState, Progress]:
@@ -469,18 +561,48 @@ def _drop_records_after(run_dir: str, step: int, log: Callable[[str], None]) -> 
       f'this run writes again; the original is {METRICS_FILE}.before-resume-{n}')
 
 
-def _eval_record(state, progress, returns, wall_time, steps_per_second,
-                 eval_seconds) -> dict[str, Any]:
+def _record_steps(run_dir: str) -> set[int]:
+  """The steps of the records in ``metrics.jsonl``."""
+  path = os.path.join(run_dir, METRICS_FILE)
+  if not os.path.exists(path):
+    return set()
+  steps = set()
+  with open(path, encoding='utf-8') as f:
+    for line in f:
+      try:
+        steps.add(json.loads(line)['step'])
+      except (ValueError, KeyError, TypeError):
+        continue
+  return steps
+
+
+def _with_returns(record: dict[str, Any], returns: np.ndarray, eval_seconds: float,
+                  wait_seconds: float) -> dict[str, Any]:
+  """The evaluation record ``record`` (from ``_eval_record``) with its returns [S, K]
+  and how long the evaluation took and training waited for it."""
+  head = {k: record[k] for k in ('step', 'wall_time', 'steps_per_second')}
+  rest = {k: v for k, v in record.items() if k not in head}
+  return {
+      **head,
+      'eval/seconds': float(eval_seconds),
+      'eval/wait_seconds': float(wait_seconds),
+      'eval/returns': _tolist(returns),
+      'eval/return_best': _tolist(returns.max(-1)),
+      'eval/return_worst': _tolist(returns.min(-1)),
+      'eval/best_member': _tolist(returns.argmax(-1)),
+      **rest,
+  }
+
+
+def _eval_record(state, progress, wall_time, steps_per_second) -> dict[str, Any]:
+  """The record of an evaluation of ``state`` at its step, less the returns: the
+  wall clock, the ensemble's bookkeeping, the SAC metrics' means since the last
+  evaluation and the last phase's metrics."""
   recent, _ = jax.vmap(ensemble_lib.recent_returns)(state.ensemble)
   record = {
       'step': int(state.step),
       'wall_time': float(wall_time),
       'steps_per_second': float(steps_per_second),
-      'eval/seconds': float(eval_seconds),
-      'eval/returns': _tolist(returns),
-      'eval/return_best': _tolist(returns.max(-1)),
-      'eval/return_worst': _tolist(returns.min(-1)),
-      'eval/best_member': _tolist(returns.argmax(-1)),
       'ensemble/num_selected': _tolist(state.ensemble.num_selected),
       'ensemble/num_episodes': _tolist(state.ensemble.num_episodes),
       'ensemble/recent_returns': _tolist(recent),

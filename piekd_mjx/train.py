@@ -82,6 +82,9 @@ class Trainer(NamedTuple):
     phase: (state) -> (state, metrics): one knowledge-sharing phase of every seed, or
       None when the variant has none. ``state`` is donated.
     evaluate: (state) -> returns [S, K, E] of deterministic evaluation episodes.
+    evaluate_members: (actor_params [S, K, ...], step []) -> the same returns, of
+      parameters apart from a state (``evaluation_inputs``); evaluate(state) is
+      evaluate_members(*evaluation_inputs(state)).
     finite_params: (state) -> [S, K] bool, whether every floating-point leaf of each
       member's state (parameters, targets, optimiser states, temperature) is finite.
   """
@@ -92,6 +95,7 @@ class Trainer(NamedTuple):
   train: Callable[[TrainState, int], tuple[TrainState, Metrics]]
   phase: Callable[[TrainState], tuple[TrainState, Metrics]] | None
   evaluate: Callable[[TrainState], jax.Array]
+  evaluate_members: Callable[[sac_lib.Params, jax.Array], jax.Array]
   finite_params: Callable[[TrainState], jax.Array]
   config: Config
   task: envs.MjxTask
@@ -165,10 +169,17 @@ def members_finite(members: sac_lib.MemberState) -> jax.Array:
 
 # Fields that no program of a trainer reads (the host loop's, and the seed, which is an
 # argument), and the phase's own fields, which only the phase program reads.
-_RUN_FIELDS = ('seed', 'variant', 'total_steps', 'eval_every', 'log_every',
+_RUN_FIELDS = ('seed', 'variant', 'total_steps', 'eval_every', 'eval_overlap', 'log_every',
                'checkpoint_every', 'keep_checkpoints', 'out_dir', 'distill_interval')
 _PHASE_FIELDS = ('share', 'teacher', 'distill_data', 'distill_epochs', 'distill_batch_size',
                  'distill_sample_batches', 'distill_lr', 'extra_updates')
+
+
+def evaluation_inputs(state: TrainState) -> tuple[sac_lib.Params, jax.Array]:
+  """What an evaluation of ``state`` reads: the actors [S, K, ...] and the step, as
+  arrays of their own, so that the chunk that donates ``state`` may run while they are
+  evaluated."""
+  return jax.tree.map(jnp.copy, (state.members.actor_params, state.step))
 
 
 def _blank(config: Config, names: tuple[str, ...]) -> Config:
@@ -192,7 +203,7 @@ class _Programs(NamedTuple):
 
   init: Callable[[jax.Array], TrainState]
   chunk: Callable[[TrainState, int, bool], tuple[TrainState, Metrics]]
-  evaluate: Callable[[jax.Array, TrainState], jax.Array]
+  evaluate: Callable[[jax.Array, sac_lib.Params, jax.Array], jax.Array]
   finite_params: Callable[[TrainState], jax.Array]
   sac: sac_lib.Sac
   replay: replay_lib.Replay
@@ -224,12 +235,13 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
   # The base key is an argument, not a constant of the programs, so runs that differ
   # only in --seed share their compiled programs.
   base_key = jax.random.PRNGKey(config.seed)
+  evaluate_members = functools.partial(programs.evaluate, base_key)
   return Trainer(
       init=functools.partial(programs.init, base_key), chunk=programs.chunk,
       collect=functools.partial(programs.chunk, learn=False),
       train=functools.partial(programs.chunk, learn=True), phase=phase,
-      evaluate=functools.partial(programs.evaluate, base_key),
-      finite_params=programs.finite_params, config=config, task=task, sac=programs.sac,
+      evaluate=lambda state: evaluate_members(*evaluation_inputs(state)),
+      evaluate_members=evaluate_members, finite_params=programs.finite_params, config=config, task=task, sac=programs.sac,
       replay=programs.replay)
 
 
@@ -384,10 +396,10 @@ def _step_programs(config: Config, task: envs.MjxTask) -> _Programs:
   # Warm-up (collect) and learning (train) chunks are one compiled program.
   chunk_program = jax.jit(with_precision(config.matmul_precision, chunk), donate_argnums=0)
 
-  def evaluate(base: jax.Array, state: TrainState) -> jax.Array:
-    key = jax.random.fold_in(base, state.step)
+  def evaluate(base: jax.Array, actor_params: sac_lib.Params, step: jax.Array) -> jax.Array:
+    key = jax.random.fold_in(base, step)
     key = jax.random.fold_in(key, 0x5EED)  # evaluation keys apart from training keys
-    return evaluate_episodes(state.members.actor_params, key)
+    return evaluate_episodes(actor_params, key)
 
   return _Programs(
       init=jax.jit(init), chunk=chunk_program,

@@ -160,7 +160,8 @@ def test_save_and_restore_are_exact_and_keep_the_newest(trainer, tmp_path):
     expected = jax.tree.map(np.asarray, state)
     checkpointer.save(state, {'step': int(state.step), 'note': [n, float('nan')]})
   assert checkpointer.steps() == [230, 260]
-  restored, host = checkpointer.restore(print)
+  restored, host, evaluation = checkpointer.restore(print)
+  assert evaluation is None
   assert host['step'] == 260 and host['note'][0] == 30 and np.isnan(host['note'][1])
   assert jax.tree.structure(restored) == jax.tree.structure(expected)
   for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(expected)):
@@ -266,6 +267,48 @@ def test_a_finished_run_extended_by_resume_is_exact(reference, trainer, tmp_path
               out=io.StringIO(), trainer=trainer)
   assert len(records(tmp_path)) == 4 and records(tmp_path)[-1]['distill/num_phases'] == 1
   assert resume_in_process(tmp_path, trainer) == ''
+  assert comparable(tmp_path) == comparable(reference)
+
+
+def test_training_does_not_wait_for_evaluation_and_the_records_are_the_same(reference,
+                                                                           trainer, tmp_path):
+  """With --noeval_overlap training waits for every evaluation; the records are those
+  of the reference run, which overlapped them (the default)."""
+  assert make_config().eval_overlap
+  run_lib.run(make_config(out_dir=str(tmp_path), eval_overlap=False), str(tmp_path),
+              out=io.StringIO(), trainer=trainer)
+  assert comparable(tmp_path) == comparable(reference)
+  assert all(r['eval/wait_seconds'] == pytest.approx(0.0, abs=1e-3)
+             for r in records(tmp_path))
+
+
+def test_an_evaluation_the_process_lost_runs_again_on_resume(reference, trainer, tmp_path):
+  """The evaluation of step 1000 is still running when its checkpoint is taken; the
+  process then dies (here: the evaluation fails and a chunk raises) before its record
+  is written. The checkpoint holds the actors it scores, so the resumed run evaluates
+  them again and ends with the reference's records."""
+
+  def evaluate_members(actors, step):
+    if int(step) == 1000:
+      raise RuntimeError('lost with the process')
+    return trainer.evaluate_members(actors, step)
+
+  def train(state, num_steps):
+    if int(state.step) >= 1250:
+      raise RuntimeError('killed')
+    return trainer.train(state, num_steps)
+
+  with pytest.raises(RuntimeError, match='killed'):
+    run_lib.run(make_config(out_dir=str(tmp_path)), str(tmp_path), out=io.StringIO(),
+                trainer=trainer._replace(evaluate_members=evaluate_members, train=train))
+  assert [r['step'] for r in records(tmp_path)] == [500]
+  checkpoint = tmp_path / checkpoint_lib.CHECKPOINTS / '1000'
+  assert (checkpoint / checkpoint_lib.EVALUATION_ITEM).is_dir()
+  out = io.StringIO()
+  run_lib.run(make_config(out_dir=str(tmp_path)), str(tmp_path), out=out, trainer=trainer,
+              resume=True)
+  assert 'the evaluation of step 1,000 had not written its record; it runs again' in (
+      out.getvalue())
   assert comparable(tmp_path) == comparable(reference)
 
 

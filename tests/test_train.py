@@ -142,9 +142,10 @@ def test_runs_that_differ_only_in_seed_share_their_programs(tiny_trainer):
                                      tiny_trainer(1, 0).task)]
   states = [trainer.init() for trainer in trainers]
   assert not np.array_equal(states[0].key, states[1].key)
-  for name in ('init', 'evaluate'):
+  for name in ('init', 'evaluate_members'):
     programs = [getattr(trainer, name) for trainer in trainers]
-    args = [(state,) if name == 'evaluate' else () for state in states]
+    args = [train_lib.evaluation_inputs(state) if name == 'evaluate_members' else ()
+            for state in states]
     texts = [p.func.lower(*p.args, *a).as_text() for p, a in zip(programs, args)]
     assert texts[0] == texts[1], name
 
