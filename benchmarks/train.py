@@ -34,7 +34,8 @@ update at every step); "seed-steps/s" is S times that, the work of all S seeds.
    ``--phase_buffer_sizes`` (buffer filled by ``trainer.collect``; one untimed call
    compiles), per phase and per distillation step, with the amortised rate of one
    phase every ``distill_interval`` steps.
-6. Baselines, each optional and skipped with a message when its import fails:
+6. Baselines, each optional and skipped with a message when its import fails (brax's
+   also on jax >= 0.10, which its trainers do not run on):
    brax's SAC (``--brax``) on our task objects with num_envs=1, ``--hidden_sizes``
    networks, ``--batch_size`` minibatches, one update per step (grad_updates_per_step=1),
    no observation normalisation, its steps/s taken from
@@ -543,6 +544,10 @@ def _segment_rates(marks: Sequence[tuple[int, float]], segments: int) -> list[fl
 def measure_brax(name: str, hidden_sizes: Sequence[int]) -> dict[str, Any]:
   """brax's SAC on ``envs.make(name)``; steps/s of each training epoch after the first."""
   row: dict[str, Any] = {'impl': 'brax', 'task': name}
+  if jax.__version_info__ >= (0, 10):
+    return {**row, 'status': 'skipped',
+            'message': "brax 0.14.2's trainers call jax.device_put_replicated, removed in "
+                       f'jax 0.10 (this is jax {jax.__version__})'}
   try:
     from brax.training.agents.sac import networks as brax_sac_networks  # pylint: disable=g-import-not-at-top
     from brax.training.agents.sac import train as brax_sac  # pylint: disable=g-import-not-at-top

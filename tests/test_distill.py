@@ -435,8 +435,11 @@ def test_hardcopy_copies_actor_critics_and_their_optimisers_only():
       assert _leaves_equal(_member(getattr(out, field), k),
                            _member(getattr(members, field), k))
   assert float(metrics['distill/policy_kl_before']) > 0.0
-  assert float(metrics['distill/policy_kl_after']) == 0.0
-  assert float(metrics['distill/critic_mse_after']) == 0.0
+  # The students are bit-identical copies (above), but XLA need not compute their
+  # vmapped forward pass bit-identically to the teacher's unbatched one: jaxlib 0.11.2's
+  # CPU kernels differ in the last float32 bit (a KL of 9e-16), 0.9.2's and 0.12's do not.
+  assert 0.0 <= float(metrics['distill/policy_kl_after']) < 1e-10
+  assert 0.0 <= float(metrics['distill/critic_mse_after']) < 1e-10
 
 
 # -- extra updates -----------------------------------------------------------------------
