@@ -14,9 +14,11 @@ facts: the checkpoint holds the whole ``TrainState`` and the host loop's state
 ``log_every``), and a checkpoint is only taken at one; and ``lax.fori_loop`` over a
 chunk gives bit-identical states however the steps are split into chunks.
 
-Numerical health: after every chunk, phase and evaluation the host checks that the
-losses, the members' states and the returns are finite; if not, the run stops with
-``NonFiniteError`` naming the seed, member and step, before anything is saved.
+Numerical health: after every chunk and phase the host checks that the losses and the
+members' states are finite, and when an evaluation ends that its returns are; if not,
+the run stops with ``NonFiniteError`` naming the seed, member and step, before anything
+more is saved (an overlapped evaluation ends after the checkpoint of its step, whose
+state passed the checks).
 
 Evaluation overlaps training (``Config.eval_overlap``): the evaluation of step t scores
 a copy of the actors of step t on a second host thread while the phase, the checkpoint

@@ -1,0 +1,349 @@
+"""The latency model of a run, measured on whatever device JAX finds (docs/SCALING.md).
+
+A faithful run is sequential: every environment step is followed by every member's
+update, so a run of T steps takes about T x (one training step's latency), whatever
+the number of lanes (seeds of runs) batched into that step. This script measures the
+parts of that latency on the default device and projects the paper's time from them:
+
+1. ``env``: one task step of L lanes (``vmap`` of the task's step over [L]; one lane
+   unbatched) for each task and solver, timed as a jitted ``lax.fori_loop`` of
+   ``--steps`` steps with uniform random actions.
+2. ``update``: one SAC update of K members (hopper's sizes) in each of L lanes (``vmap`` over [L] of
+   ``vmap`` over [K] of ``sac.update``) on fixed minibatches of ``--batch_size``,
+   timed the same way.
+3. ``step``: the whole training step of hopper's paper grid grouped: its runs with
+   K = 3 (the number of lanes is counted from ``launch/paper.cfg``; 5 seeds each) as
+   the lanes of one program (act, task step, replay insert, every member's update);
+   the training program of ``piekd_mjx.train`` with all lanes in one batch.
+4. ``projection``: the paper's grid (``launch/paper.cfg``, its own steps and seeds)
+   grouped by program shape (task, K); each group's training step is estimated as
+   ``overhead x (env(task, L) + update(K, L))``, the overhead being the measured ratio
+   of hopper's grouped step to its parts; the groups run one after another on the
+   device, so the paper takes the sum over groups of ``total_steps x step``.
+   Evaluation and phases are left out of the projection (their share is measured in
+   docs/BENCHMARKS.md).
+
+Every figure is written to ``--out`` as soon as it is measured, so a cut run keeps
+what it measured; ``--budget_s`` stops starting new measurements after that many
+seconds. Compile times (first call) are recorded with every row.
+
+On an accelerator (defaults: L in {1, 5, 35, 175}, every task, both solvers):
+
+  python benchmarks/device.py --out=/tmp/device.json
+
+On a CPU the defaults shrink (L in {1, 5}, hopper and halfcheetah, 20 steps); it
+finishes in a few minutes. ``--warp`` also times MuJoCo Warp's MJX implementation
+(``mjx.put_model(..., impl='warp')``) of each task's model, where it is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any, Callable
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list('lanes', None, 'Lane counts L (default: 1,5,35,175; on a CPU 1,5).')
+flags.DEFINE_list('tasks', None, 'Tasks (default: all; on a CPU hopper,halfcheetah).')
+flags.DEFINE_list('solvers', ['faithful', 'fast'], 'Task solvers.')
+flags.DEFINE_list('ensemble_sizes', ['1', '3'], 'K of the update measurement.')
+flags.DEFINE_integer('steps', None, 'Steps (updates) per timed call (default 200; CPU 20).')
+flags.DEFINE_integer('repeats', 3, 'Timed calls per measurement (the median is kept).')
+flags.DEFINE_integer('batch_size', 256, 'SAC minibatch size.')
+flags.DEFINE_integer('grid_capacity', 100_000, 'Replay capacity per lane of the grouped step.')
+flags.DEFINE_integer('grid_lanes', 0, 'Lanes of the grouped step (0: counted from the grid).')
+flags.DEFINE_string('grid', 'launch/paper.cfg', "The paper's sweep file (its figure files).")
+flags.DEFINE_string('grid_task', 'hopper', 'The task of the grouped step (its K = 3 runs).')
+flags.DEFINE_bool('warp', False, "Also time MuJoCo Warp's MJX implementation, if installed.")
+flags.DEFINE_float('budget_s', 420.0, 'Start no new measurement after this many seconds.')
+flags.DEFINE_string('jax_cache_dir', '', "JAX's persistent compilation cache ('' for none).")
+flags.DEFINE_string('out', '', 'Write the results as JSON here, as they come.')
+
+_START = time.time()
+
+
+def on_cpu() -> bool:
+  import jax  # pylint: disable=g-import-not-at-top
+  return jax.default_backend() == 'cpu'
+
+
+def settings() -> dict[str, Any]:
+  """The sizes of this run: the flags, or the defaults of this backend."""
+  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  cpu = on_cpu()
+  return {
+      'lanes': [int(x) for x in FLAGS.lanes] if FLAGS.lanes else (
+          [1, 5] if cpu else [1, 5, 35, 175]),
+      'tasks': FLAGS.tasks or (['hopper', 'halfcheetah'] if cpu else [
+          t for t in envs.names() if t != 'inverted_pendulum']),
+      'steps': FLAGS.steps or (20 if cpu else 200),
+  }
+
+
+def timed(program: Callable, args: tuple, steps: int) -> dict[str, Any]:
+  """Compile time (the first call) and the median of ``--repeats`` timed calls, per
+  step, of ``program(*args)``."""
+  import jax  # pylint: disable=g-import-not-at-top
+  start = time.perf_counter()
+  jax.block_until_ready(program(*args))
+  first = time.perf_counter() - start
+  calls = []
+  for _ in range(FLAGS.repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(program(*args))
+    calls.append(time.perf_counter() - start)
+  calls.sort()
+  return {'first_call_s': first, 'calls_s': calls,
+          'ms_per_step': calls[len(calls) // 2] / steps * 1e3}
+
+
+def env_program(task, lanes: int, steps: int) -> tuple[Callable, tuple]:
+  """A jitted loop of ``steps`` task steps of ``lanes`` lanes from their reset states
+  (the reset is not timed), random actions."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+  step = train.vmap_or_squeeze(task.step, lanes)
+  key = jax.random.PRNGKey(0)
+  state = jax.jit(train.vmap_or_squeeze(task.reset, lanes))(jax.random.split(key, lanes))
+
+  def rollout(state, key):
+    def body(i, state):
+      action = jax.random.uniform(jax.random.fold_in(key, i), (lanes, task.action_size),
+                                  minval=-1.0, maxval=1.0)
+      return step(state, action)
+
+    return jax.lax.fori_loop(0, steps, body, state).obs
+
+  return jax.jit(rollout), (state, key)
+
+
+def warp_program(task, lanes: int, steps: int) -> tuple[Callable, tuple]:
+  """The same loop on the raw model of ``task`` with MJX's Warp implementation."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from mujoco import mjx  # pylint: disable=g-import-not-at-top
+  model = mjx.put_model(task.mj_model, impl='warp')
+  data = jax.vmap(lambda _: mjx.make_data(task.mj_model, impl='warp'))(
+      jax.numpy.arange(lanes))
+
+  def rollout(data, key):
+    def body(i, data):
+      ctrl = jax.random.uniform(jax.random.fold_in(key, i), (lanes, task.action_size),
+                                minval=-1.0, maxval=1.0)
+      return jax.vmap(mjx.step, in_axes=(None, 0))(model, data.replace(ctrl=ctrl))
+
+    return jax.lax.fori_loop(0, steps, body, data).qpos
+
+  return jax.jit(rollout), (data, jax.random.PRNGKey(0))
+
+
+def update_program(obs_size: int, action_size: int, members: int, lanes: int,
+                   steps: int) -> tuple[Callable, tuple]:
+  """A jitted loop of ``steps`` SAC updates of K members in each of L lanes."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import config as config_lib  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import sac as sac_lib  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+  sac = sac_lib.make_sac(config_lib.Config(), obs_size, action_size)
+  update = train.vmap_or_squeeze(train.vmap_or_squeeze(sac.update, members), lanes)
+  keys = jax.random.split(jax.random.PRNGKey(0), lanes * members).reshape(lanes, members, 2)
+  state = jax.jit(jax.vmap(jax.vmap(sac.init)))(keys)
+  shape = (lanes, members, FLAGS.batch_size)
+  k = jax.random.split(jax.random.PRNGKey(1), 3)
+  batch = sac_lib.Transition(
+      obs=jax.random.normal(k[0], shape + (obs_size,)),
+      action=jax.random.uniform(k[1], shape + (action_size,), minval=-1.0, maxval=1.0),
+      reward=jax.random.normal(k[2], shape), next_obs=jax.random.normal(k[0], shape + (obs_size,)),
+      termination=jnp.zeros(shape), truncation=jnp.zeros(shape))
+
+  def loop(state, batch, keys):
+    def body(i, state):
+      return update(state, batch, jax.vmap(jax.vmap(
+          lambda key: jax.random.fold_in(key, i)))(keys))[0]
+
+    return jax.lax.fori_loop(0, steps, body, state).log_alpha
+
+  return jax.jit(loop), (state, batch, keys)
+
+
+def grid_configs() -> list:
+  """The unique runs of the paper's grid (``--grid``)."""
+  from piekd_mjx import grid as grid_lib  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import sweep  # pylint: disable=g-import-not-at-top
+  figures = []
+  with open(FLAGS.grid, encoding='utf-8') as f:
+    for line in f:
+      line = line.strip()
+      if line.startswith('--figure_file='):
+        figures.append(sweep.read_figure_file(line.split('=', 1)[1], {}))
+  return grid_lib.unique_runs(figures)
+
+
+def grouped_step(lanes: int, steps: int) -> dict[str, Any]:
+  """The training step of ``lanes`` lanes of ``--grid_task`` with K = 3 in one program."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import config as config_lib  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+  config = config_lib.apply_variant(config_lib.Config(
+      env=FLAGS.grid_task, variant='ensemble_sac', num_seeds=lanes, seed_batch=lanes,
+      replay_capacity=FLAGS.grid_capacity, warmup_steps=FLAGS.batch_size), set())
+  trainer = train.make_trainer(config)
+  start = time.perf_counter()
+  state = trainer.init()
+  state, metrics = trainer.collect(state, FLAGS.batch_size)  # compiles the step
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - start
+  holder = [state]
+
+  def call():
+    holder[0], metrics = trainer.train(holder[0], steps)
+    return metrics
+
+  return {**timed(call, (), steps), 'init_and_warmup_first_call_s': compile_s}
+
+
+class Results:
+  """The JSON of this run, written after every measurement."""
+
+  def __init__(self, meta: dict[str, Any]):
+    self.data = {**meta, 'rows': []}
+
+  def add(self, row: dict[str, Any]) -> None:
+    self.data['rows'].append(row)
+    print(json.dumps(row), flush=True)
+    self.write()
+
+  def write(self) -> None:
+    if FLAGS.out:
+      tmp = FLAGS.out + '.tmp'
+      with open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(self.data, f, indent=2)
+      os.replace(tmp, FLAGS.out)
+
+
+def measure(results: Results, row: dict[str, Any], make: Callable[[], dict]) -> dict | None:
+  """Adds ``row`` with the figures of ``make()`` (or the error it raised, or that the
+  budget ran out); returns the figures."""
+  if time.time() - _START > FLAGS.budget_s:
+    results.add({**row, 'status': 'skipped', 'message': f'--budget_s={FLAGS.budget_s} spent'})
+    return None
+  try:
+    figures = make()
+  except Exception as error:  # pylint: disable=broad-except
+    results.add({**row, 'status': 'failed', 'message': f'{type(error).__name__}: {error}'[:300]})
+    return None
+  results.add({**row, 'status': 'ok', **figures})
+  return figures
+
+
+def project(results: Results, env_ms: dict, update_ms: dict, overhead: float | None) -> None:
+  """The paper's grid grouped by (task, K), its time from the measured latencies."""
+  if overhead is None:
+    results.add({'kind': 'projection', 'status': 'skipped',
+                 'message': 'no grouped-step measurement to take the overhead from'})
+    return
+  groups: dict[tuple[str, int], dict[str, int]] = {}
+  for config in grid_configs():
+    group = groups.setdefault((config.env, config.ensemble_size),
+                              {'lanes': 0, 'total_steps': 0})
+    group['lanes'] += config.num_seeds
+    group['total_steps'] = max(group['total_steps'], config.total_steps)
+  rows, total, missing = [], 0.0, []
+  for (task, members), group in sorted(groups.items()):
+    lanes = group['lanes']
+    env = _nearest(env_ms.get(task, {}), lanes)
+    update = _nearest(update_ms.get(min(update_ms, key=lambda k: abs(k - members)), {})
+                      if update_ms else {}, lanes)
+    if env is None or update is None:
+      missing.append(f'{task} K={members}')
+      continue
+    (env_lanes, env_value), (update_lanes, update_value) = env, update
+    # A member's update costs about the same whatever K, so K members cost K / K' of
+    # the nearest measured K'.
+    measured_k = min(update_ms, key=lambda k: abs(k - members))
+    step_ms = overhead * (env_value + update_value * members / measured_k)
+    hours = group['total_steps'] * step_ms / 1e3 / 3600
+    total += hours
+    rows.append({'task': task, 'K': members, 'lanes': lanes,
+                 'total_steps': group['total_steps'], 'env_ms_at_lanes': env_lanes,
+                 'update_ms_at_lanes': update_lanes, 'step_ms': step_ms, 'hours': hours})
+  results.add({'kind': 'projection', 'status': 'ok', 'overhead': overhead, 'groups': rows,
+               'hours': total, 'missing': missing,
+               'formula': 'sum over (task, K) groups of total_steps x overhead x '
+                          '(env_ms(task, L nearest measured) + update_ms(K, L nearest '
+                          'measured)); evaluation and phases not included'})
+
+
+def _nearest(by_lanes: dict[int, float], lanes: int) -> tuple[int, float] | None:
+  """The measured (L', ms) with L' nearest above ``lanes`` (else the largest), scaled
+  linearly by lanes / L' when L' < lanes (a lower bound's opposite: pessimistic)."""
+  if not by_lanes:
+    return None
+  above = [n for n in by_lanes if n >= lanes]
+  n = min(above) if above else max(by_lanes)
+  return n, by_lanes[n] * (1.0 if n >= lanes else lanes / n)
+
+
+def main(argv):
+  del argv
+  import jax  # pylint: disable=g-import-not-at-top
+  if FLAGS.jax_cache_dir:
+    jax.config.update('jax_compilation_cache_dir', FLAGS.jax_cache_dir)
+  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  sizes = settings()
+  device = jax.devices()[0]
+  results = Results({'argv': sys.argv, 'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+                     'device': f'{device.platform}: {device.device_kind}',
+                     'host': platform.processor() or platform.machine(),
+                     'jax': jax.__version__, **sizes})
+  steps = sizes['steps']
+  env_ms: dict[str, dict[int, float]] = {}
+  update_ms: dict[int, dict[int, float]] = {}
+  for task_name in sizes['tasks']:
+    for solver in FLAGS.solvers:
+      task = envs.make(task_name, solver=solver)
+      for lanes in sizes['lanes']:
+        figures = measure(results, {'kind': 'env', 'task': task_name, 'solver': solver,
+                                    'lanes': lanes, 'steps': steps},
+                          lambda: timed(*env_program(task, lanes, steps), steps))
+        if figures and solver == 'faithful':
+          env_ms.setdefault(task_name, {})[lanes] = figures['ms_per_step']
+        if FLAGS.warp and solver == 'faithful':
+          measure(results, {'kind': 'env_warp', 'task': task_name, 'lanes': lanes,
+                            'steps': steps},
+                  lambda: timed(*warp_program(task, lanes, steps), steps))
+  grid_task = envs.make(FLAGS.grid_task)
+  for members in map(int, FLAGS.ensemble_sizes):
+    for lanes in sizes['lanes']:
+      figures = measure(
+          results, {'kind': 'update', 'K': members, 'lanes': lanes, 'steps': steps,
+                    'obs_size': grid_task.observation_size,
+                    'action_size': grid_task.action_size},
+          lambda: timed(*update_program(grid_task.observation_size, grid_task.action_size,
+                                        members, lanes, steps), steps))
+      if figures:
+        update_ms.setdefault(members, {})[lanes] = figures['ms_per_step']
+  lanes = FLAGS.grid_lanes or sum(c.num_seeds for c in grid_configs()
+                                  if c.env == FLAGS.grid_task and c.ensemble_size == 3)
+  if on_cpu() and not FLAGS.grid_lanes:
+    lanes = min(lanes, max(sizes['lanes']))
+  figures = measure(results, {'kind': 'step', 'task': FLAGS.grid_task, 'K': 3, 'lanes': lanes,
+                              'steps': steps, 'capacity': FLAGS.grid_capacity},
+                    lambda: grouped_step(lanes, steps))
+  overhead = None
+  if figures and FLAGS.grid_task in env_ms and 3 in update_ms:
+    parts = _nearest(env_ms[FLAGS.grid_task], lanes)[1] + _nearest(update_ms[3], lanes)[1]
+    overhead = figures['ms_per_step'] / parts
+  project(results, env_ms, update_ms, overhead)
+  results.data['seconds'] = time.time() - _START
+  results.write()
+
+
+if __name__ == '__main__':
+  app.run(main, argv=sys.argv)

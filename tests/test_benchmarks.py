@@ -1,0 +1,59 @@
+"""benchmarks/device.py, the GPU's benchmark, runs on the CPU at tiny sizes: every
+kind of row is measured and the projection follows from them by its formula."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.xdist_group('device_benchmark')
+def test_device_benchmark_measures_every_part_and_projects_the_grid(tmp_path):
+  figure = tmp_path / 'figure.cfg'
+  figure.write_text('--figure=tiny\n--env=inverted_pendulum\n--env=hopper\n'
+                    '--arm=ensemble_sac\n--arm=piekd\n--arm=vanilla_sac\n--num_seeds=2\n'
+                    '--total_steps=50000\n')
+  grid = tmp_path / 'grid.cfg'
+  grid.write_text(f'--figure_file={figure}\n')
+  out = tmp_path / 'device.json'
+  subprocess.run(
+      [sys.executable, 'benchmarks/device.py', '--tasks=inverted_pendulum', '--lanes=1,2',
+       '--solvers=faithful', '--ensemble_sizes=3', '--steps=2', '--repeats=1',
+       '--grid_task=inverted_pendulum', f'--grid={grid}', '--grid_capacity=1000',
+       f'--jax_cache_dir={jax.config.jax_compilation_cache_dir or ""}', f'--out={out}'],
+      cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
+  data = json.loads(out.read_text())
+  rows = data['rows']
+  by_kind = {}
+  for row in rows:
+    by_kind.setdefault(row['kind'], []).append(row)
+  assert [r['lanes'] for r in by_kind['env']] == [1, 2]
+  assert [r['lanes'] for r in by_kind['update']] == [1, 2]
+  # The grid's inverted_pendulum runs with K = 3: ensemble_sac and piekd, 2 seeds each.
+  assert [r['lanes'] for r in by_kind['step']] == [2]
+  for row in by_kind['env'] + by_kind['update'] + by_kind['step']:
+    assert row['status'] == 'ok', row
+    assert row['ms_per_step'] > 0 and row['first_call_s'] > 0
+  (projection,) = by_kind['projection']
+  assert projection['status'] == 'ok'
+  env = {r['lanes']: r['ms_per_step'] for r in by_kind['env']}
+  update = {r['lanes']: r['ms_per_step'] for r in by_kind['update']}
+  step = by_kind['step'][0]['ms_per_step']
+  assert projection['overhead'] == pytest.approx(step / (env[2] + update[2]))
+  # Groups: inverted_pendulum K = 1 (2 lanes) and K = 3 (4 lanes, beyond the measured
+  # L = 2: scaled by 4 / 2); hopper was not measured and is reported missing, not guessed.
+  groups = {(g['task'], g['K']): g for g in projection['groups']}
+  assert set(groups) == {('inverted_pendulum', 1), ('inverted_pendulum', 3)}
+  assert projection['missing'] == ['hopper K=1', 'hopper K=3']
+  k3 = groups[('inverted_pendulum', 3)]
+  assert k3['lanes'] == 4 and k3['total_steps'] == 50000
+  assert k3['step_ms'] == pytest.approx(projection['overhead'] * (env[2] + update[2]) * 2)
+  k1 = groups[('inverted_pendulum', 1)]
+  assert k1['step_ms'] == pytest.approx(projection['overhead'] * (env[2] + update[2] / 3))
+  assert projection['hours'] == pytest.approx(
+      sum(g['total_steps'] * g['step_ms'] / 3.6e6 for g in groups.values()))
