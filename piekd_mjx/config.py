@@ -32,7 +32,8 @@ MAX_REPLAY_CAPACITY = 2**31 - 1
 # is evaluated, logged, checkpointed or how far the run goes, never the training
 # trajectory up to a given step. Every other field must equal the run's.
 RESUMABLE_FIELDS = ('total_steps', 'eval_every', 'eval_episodes', 'eval_batch',
-                    'eval_overlap', 'log_every', 'checkpoint_every', 'keep_checkpoints', 'out_dir')
+                    'eval_overlap', 'log_every', 'checkpoint_every', 'keep_checkpoints',
+                    'out_dir')
 
 # The valid values of the enum-valued string fields.
 SOLVER_CHOICES = ('faithful', 'fast')

@@ -324,7 +324,7 @@ def _restore(config: Config, run_dir: str, checkpointer: checkpoint_lib.Checkpoi
   _drop_records_after(run_dir, progress.step, output.log)
   output.log(f'resumed from {checkpointer.path(progress.step)} at step {progress.step:,}')
   record = host.get(PENDING_EVALUATION)
-  if record is None or actors is None or progress.step in _record_steps(run_dir):
+  if record is None or actors is None or progress.step in rundir.record_steps(run_dir):
     return state, progress, None
   output.log(f'the evaluation of step {progress.step:,} had not written its record; it '
              'runs again')
@@ -561,21 +561,6 @@ def _drop_records_after(run_dir: str, step: int, log: Callable[[str], None]) -> 
   _write_atomic(path, ''.join(line + '\n' for line in kept))
   log(f'{METRICS_FILE}: dropped {len(lines) - len(kept)} line(s) past step {step:,}, which '
       f'this run writes again; the original is {METRICS_FILE}.before-resume-{n}')
-
-
-def _record_steps(run_dir: str) -> set[int]:
-  """The steps of the records in ``metrics.jsonl``."""
-  path = os.path.join(run_dir, METRICS_FILE)
-  if not os.path.exists(path):
-    return set()
-  steps = set()
-  with open(path, encoding='utf-8') as f:
-    for line in f:
-      try:
-        steps.add(json.loads(line)['step'])
-      except (ValueError, KeyError, TypeError):
-        continue
-  return steps
 
 
 def _with_returns(record: dict[str, Any], returns: np.ndarray, eval_seconds: float,

@@ -33,6 +33,22 @@ _PATTERNS = (re.compile(r'config\.json\.tmp'),
              re.compile(r'metrics\.jsonl(\.tmp|\.before-resume-\d+)'))
 
 
+def record_steps(run_dir: str) -> list[int]:
+  """The steps of the whole records of ``run_dir``'s ``metrics.jsonl``, in file order
+  (none without the file; a partial or foreign line is skipped)."""
+  path = os.path.join(run_dir, METRICS_FILE)
+  if not os.path.isfile(path):
+    return []
+  steps = []
+  with open(path, encoding='utf-8') as f:
+    for line in f:
+      try:
+        steps.append(int(json.loads(line)['step']))
+      except (ValueError, KeyError, TypeError):
+        continue
+  return steps
+
+
 # The keys of a run's config.json: Config's fields, and those of older versions.
 _CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(config_lib.Config)) | {
     'first_distill_step'}

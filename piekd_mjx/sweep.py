@@ -206,16 +206,7 @@ class RunStatus:
 
 def _last_step(run_dir: str) -> int:
   """The step of the last whole record of ``metrics.jsonl`` (0 without one)."""
-  path = os.path.join(run_dir, rundir.METRICS_FILE)
-  last = 0
-  if os.path.isfile(path):
-    with open(path, encoding='utf-8') as f:
-      for line in f:
-        try:
-          last = max(last, int(json.loads(line)['step']))
-        except (ValueError, KeyError, TypeError):
-          continue
-  return last
+  return max(rundir.record_steps(run_dir), default=0)
 
 
 def _held(run_dir: str) -> bool:

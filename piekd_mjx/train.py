@@ -83,8 +83,8 @@ class Trainer(NamedTuple):
       None when the variant has none. ``state`` is donated.
     evaluate: (state) -> returns [S, K, E] of deterministic evaluation episodes.
     evaluate_members: (actor_params [S, K, ...], step []) -> the same returns, of
-      parameters apart from a state (``evaluation_inputs``); evaluate(state) is
-      evaluate_members(*evaluation_inputs(state)).
+      parameters apart from a state (``evaluation_inputs`` copies them);
+      evaluate(state) is evaluate_members(state's actors, state.step).
     finite_params: (state) -> [S, K] bool, whether every floating-point leaf of each
       member's state (parameters, targets, optimiser states, temperature) is finite.
   """
@@ -169,8 +169,9 @@ def members_finite(members: sac_lib.MemberState) -> jax.Array:
 
 # Fields that no program of a trainer reads (the host loop's, and the seed, which is an
 # argument), and the phase's own fields, which only the phase program reads.
-_RUN_FIELDS = ('seed', 'variant', 'total_steps', 'eval_every', 'eval_overlap', 'log_every',
-               'checkpoint_every', 'keep_checkpoints', 'out_dir', 'distill_interval')
+_RUN_FIELDS = ('seed', 'variant', 'total_steps', 'eval_every', 'eval_overlap',
+               'log_every', 'checkpoint_every', 'keep_checkpoints', 'out_dir',
+               'distill_interval')
 _PHASE_FIELDS = ('share', 'teacher', 'distill_data', 'distill_epochs', 'distill_batch_size',
                  'distill_sample_batches', 'distill_lr', 'extra_updates')
 
@@ -240,9 +241,9 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
       init=functools.partial(programs.init, base_key), chunk=programs.chunk,
       collect=functools.partial(programs.chunk, learn=False),
       train=functools.partial(programs.chunk, learn=True), phase=phase,
-      evaluate=lambda state: evaluate_members(*evaluation_inputs(state)),
-      evaluate_members=evaluate_members, finite_params=programs.finite_params, config=config, task=task, sac=programs.sac,
-      replay=programs.replay)
+      evaluate=lambda state: evaluate_members(state.members.actor_params, state.step),
+      evaluate_members=evaluate_members, finite_params=programs.finite_params,
+      config=config, task=task, sac=programs.sac, replay=programs.replay)
 
 
 @functools.lru_cache(maxsize=None)
