@@ -208,10 +208,7 @@ def seed_state(state: train_lib.TrainState, s: int) -> train_lib.TrainState:
   """Seed ``s`` of ``state`` as the state of a one-seed run (new arrays: a slice of
   every per-seed leaf, the replay buffer included, and copies of the shared step
   counts, so that donating ``state`` leaves it intact)."""
-  take = lambda x: x[s:s + 1]
-  return train_lib.batch_part(state, take).replace(
-      replay=jax.tree.map(take, state.replay), step=jnp.copy(state.step),
-      num_phases=jnp.copy(state.num_phases))
+  return train_lib.select_lanes(state, slice(s, s + 1))
 
 
 def measure_train(trainer: train_lib.Trainer,

@@ -40,6 +40,12 @@ Data schedule (``Config.distill_data``), the same minibatches for every member:
 
 The K members are one vmapped computation over the [K] axis; the teacher goes through
 it like a student and is restored afterwards with a where on the is-teacher mask.
+
+What a phase program is compiled for, its kind (``phase_kind``), is the share mode, the
+extra updates, the data mode and the epochs and minibatch size; the teacher election,
+the learning rate, the sampled minibatches per epoch and SAC's ``Scalars`` are data
+(``PhaseScalars``), so one program serves lanes that differ in them. A phase reads its
+buffer in place from a stack of buffers when given its lane.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ from typing import Any, Callable
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from piekd_mjx import ensemble
@@ -59,8 +66,34 @@ from piekd_mjx.replay import Replay, ReplayState
 from piekd_mjx.sac import MemberState, Params, Sac, Transition
 
 Metrics = dict[str, jax.Array]
-Phase = Callable[[MemberState, ReplayState, ensemble.EnsembleState, jax.Array],
-                 tuple[MemberState, Metrics]]
+Phase = Callable[..., tuple[MemberState, Metrics]]
+
+
+@flax.struct.dataclass
+class PhaseScalars:
+  """A phase's settings that are data, leaves [] (or [L], one per lane)."""
+
+  teacher: jax.Array  # int32, the index of Config.teacher in TEACHER_CHOICES
+  lr: jax.Array  # float32, Config.distill_lr
+  sample_batches: jax.Array  # int32, Config.distill_sample_batches
+
+
+def phase_scalars(config: Config) -> PhaseScalars:
+  """The ``PhaseScalars`` of ``config`` as numpy scalars."""
+  return PhaseScalars(teacher=np.int32(TEACHER_CHOICES.index(config.teacher)),
+                      lr=np.float32(config.distill_lr),
+                      sample_batches=np.int32(config.distill_sample_batches))
+
+
+# The fields a phase program is compiled for; the others of a phase are PhaseScalars.
+KIND_FIELDS = ('share', 'extra_updates', 'distill_data', 'distill_epochs',
+               'distill_batch_size')
+
+
+def phase_kind(config: Config) -> tuple:
+  """What distinguishes ``config``'s phase program from another's of the same task and
+  shapes (the values of ``KIND_FIELDS``)."""
+  return tuple(getattr(config, name) for name in KIND_FIELDS)
 
 
 @flax.struct.dataclass
@@ -120,24 +153,28 @@ def distillation_losses(sac: Sac, actor_params: Params, critic_params: Params,
   return policy_kl, critic_mse
 
 
-def elect_teacher(teacher: str, ensemble_state: ensemble.EnsembleState,
+def elect_teacher(teacher: str | jax.Array, ensemble_state: ensemble.EnsembleState,
                   key: jax.Array) -> tuple[jax.Array, jax.Array]:
   """The teacher k_t [] int32 and whether the phase is skipped [] bool.
 
-  'best': argmax_k R_k over the members with a finished episode (the others cannot be
+  ``teacher`` is 'best' or 'random', or its index in TEACHER_CHOICES as data. 'best':
+  argmax_k R_k over the members with a finished episode (the others cannot be
   elected); skipped when no member has one (k_t is then -1). 'random': uniform over
   all K members with ``key``; never skipped.
   """
+  if isinstance(teacher, str):
+    if teacher not in TEACHER_CHOICES:
+      raise ValueError(f"--teacher={teacher!r} is invalid: must be one of 'best', 'random'")
+    teacher = TEACHER_CHOICES.index(teacher)
   recent, has_return = ensemble.recent_returns(ensemble_state)  # [K], [K]
   num_members = recent.shape[0]
-  if teacher == 'best':
-    skipped = ~jnp.any(has_return)
-    best = jnp.argmax(jnp.where(has_return, recent, -jnp.inf)).astype(jnp.int32)
-    return jnp.where(skipped, -1, best).astype(jnp.int32), skipped
-  if teacher == 'random':
-    return (jax.random.randint(key, (), 0, num_members, dtype=jnp.int32),
-            jnp.zeros((), jnp.bool_))
-  raise ValueError(f"--teacher={teacher!r} is invalid: must be one of 'best', 'random'")
+  is_random = jnp.asarray(teacher) == TEACHER_CHOICES.index('random')
+  no_return = ~jnp.any(has_return)
+  best = jnp.argmax(jnp.where(has_return, recent, -jnp.inf)).astype(jnp.int32)
+  best = jnp.where(no_return, -1, best)
+  drawn = jax.random.randint(key, (), 0, num_members, dtype=jnp.int32)
+  return (jnp.where(is_random, drawn, best).astype(jnp.int32),
+          ~is_random & no_return)
 
 
 def _num_slices(size: jax.Array, batch_size: int) -> jax.Array:
@@ -145,13 +182,15 @@ def _num_slices(size: jax.Array, batch_size: int) -> jax.Array:
   return (size + batch_size - 1) // batch_size
 
 
-def gradient_steps(config: Config, size):
+def gradient_steps(config: Config, size, sample_batches=None):
   """A phase's gradient steps per member on a buffer of ``size`` rows (an int or a
   traced [] int32): epochs x ceil(size / B) in 'full' mode, epochs x the sampled
-  minibatches in 'sample' mode."""
+  minibatches (``sample_batches``, by default the config's) in 'sample' mode."""
   if config.distill_data == 'full':
     return config.distill_epochs * _num_slices(size, config.distill_batch_size)
-  return config.distill_epochs * config.distill_sample_batches
+  if sample_batches is None:
+    sample_batches = config.distill_sample_batches
+  return config.distill_epochs * sample_batches
 
 
 def slice_order(key: jax.Array, size: jax.Array, capacity: int, batch_size: int,
@@ -185,14 +224,19 @@ def make_phase(config: Config, sac: Sac, replay: Replay) -> Phase:
   """Builds the knowledge-sharing phase of one seed for ``config.share``.
 
   Args:
-    config: reads share, teacher, distill_data, distill_epochs, distill_batch_size,
-      distill_sample_batches, distill_lr, extra_updates and tau.
-    sac: the members' SAC functions.
+    config: reads its ``phase_kind`` (share, extra_updates, distill_data,
+      distill_epochs, distill_batch_size); teacher, distill_lr and
+      distill_sample_batches give the default ``PhaseScalars``.
+    sac: the members' SAC functions (their default ``Scalars`` give tau and, for
+      'extra', the updates' hyperparameters).
     replay: the shared buffer's functions.
 
   Returns:
-    ``phase(members, replay_state, ensemble_state, key) -> (members, metrics)`` with
-    members' leaves [K, ...]. The metrics, a flat dict:
+    ``phase(members, replay_state, ensemble_state, key, scalars=None, sac_scalars=None,
+    lane=None) -> (members, metrics)`` with members' leaves [K, ...]. ``scalars`` and
+    ``sac_scalars`` default to the config's. With ``lane`` (a [] int32),
+    ``replay_state`` is a stack of buffers [L] and the phase reads buffer ``lane`` in
+    place. The metrics, a flat dict:
       'distill/teacher' [] int32: k_t, -1 if skipped or share='extra';
       'distill/skipped' [] int32: 1 if no teacher could be elected (nothing changed);
       'distill/recent_returns' [K]: R_k, NaN where none;
@@ -218,30 +262,29 @@ def make_phase(config: Config, sac: Sac, replay: Replay) -> Phase:
                        + ', '.join(valid))
   batch_size = config.distill_batch_size
   epochs = config.distill_epochs
-  optimizer = optax.adam(config.distill_lr)
+  default_scalars = phase_scalars(config)
 
-  def num_steps(replay_state: ReplayState) -> jax.Array:
-    """The phase's gradient steps per member, [] int32 (dynamic in 'full' mode)."""
-    return jnp.asarray(gradient_steps(config, replay_state.size), jnp.int32)
-
-  def make_batches(replay_state: ReplayState,
-                   key: jax.Array) -> Callable[[jax.Array], tuple[Transition, jax.Array]]:
-    """step i -> (minibatch [B], weight [B]) of the data schedule."""
+  def make_batches(size: jax.Array, read: Callable[[jax.Array], Transition],
+                   key: jax.Array, sample_batches: jax.Array
+                   ) -> tuple[jax.Array, Callable[[jax.Array], tuple[Transition, jax.Array]]]:
+    """The phase's gradient steps per member [] int32 (dynamic in 'full' mode) and
+    step i -> (minibatch [B], weight [B]) of the data schedule, on a buffer of
+    ``size`` rows read by ``read`` (rows -> transitions)."""
+    num_steps = jnp.asarray(gradient_steps(config, size, sample_batches), jnp.int32)
     if config.distill_data == 'full':
-      order = slice_order(key, replay_state.size, replay.capacity, batch_size,
-                          epochs)  # [E, N]
-      num_slices = jnp.maximum(_num_slices(replay_state.size, batch_size), 1)
+      order = slice_order(key, size, replay.capacity, batch_size, epochs)  # [E, N]
+      num_slices = jnp.maximum(_num_slices(size, batch_size), 1)
 
       def batch_at(i):
         start = order[i // num_slices, i % num_slices] * batch_size
         rows = start + jnp.arange(batch_size, dtype=jnp.int32)  # [B]
-        weight = (rows < replay_state.size).astype(jnp.float32)  # [B]
-        return replay.get(replay_state, rows), weight
+        weight = (rows < size).astype(jnp.float32)  # [B]
+        return read(rows), weight
     else:
       def batch_at(i):
-        batch = replay.sample(replay_state, jax.random.fold_in(key, i), batch_size)
-        return batch, jnp.ones((batch_size,), jnp.float32)
-    return batch_at
+        rows = replay.sample_indices(jax.random.fold_in(key, i), size, batch_size)
+        return read(rows), jnp.ones((batch_size,), jnp.float32)
+    return num_steps, batch_at
 
   def student_losses(members: MemberState, teacher: jax.Array, batch: Transition,
                      weight: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -253,9 +296,10 @@ def make_phase(config: Config, sac: Sac, replay: Replay) -> Phase:
         batch, weight)
 
   def distill(members: MemberState, teacher: jax.Array, trip_count: jax.Array,
-              batch_at: Callable[[jax.Array], tuple[Transition, jax.Array]]
-              ) -> MemberState:
+              batch_at: Callable[[jax.Array], tuple[Transition, jax.Array]],
+              lr: jax.Array, tau: jax.Array) -> MemberState:
     """``trip_count`` Adam steps of Eq. 1-2 for every member, then the target step."""
+    optimizer = optax.adam(lr)
     teacher_actor_params = _take(members.actor_params, teacher)
     teacher_critic_params = _take(members.critic_params, teacher)
 
@@ -295,7 +339,7 @@ def make_phase(config: Config, sac: Sac, replay: Replay) -> Phase:
         actor_params=students.actor_params,
         critic_params=students.critic_params,
         target_critic_params=optax.incremental_update(
-            students.critic_params, members.target_critic_params, config.tau))
+            students.critic_params, members.target_critic_params, tau))
 
   def hardcopy(members: MemberState, teacher: jax.Array) -> MemberState:
     """Every member gets the teacher's actor, critics and their SAC optimiser states."""
@@ -311,11 +355,12 @@ def make_phase(config: Config, sac: Sac, replay: Replay) -> Phase:
 
   def extra(members: MemberState, trip_count: jax.Array,
             batch_at: Callable[[jax.Array], tuple[Transition, jax.Array]],
-            key: jax.Array) -> MemberState:
+            key: jax.Array, sac_scalars: Any) -> MemberState:
     num_members = members.log_alpha.shape[0]
     sac_step = (sac.update_actor_and_alpha if config.extra_updates == 'policy_alpha'
                 else sac.update)
-    member_step = jax.vmap(sac_step, in_axes=(0, None, 0, None))
+    member_step = jax.vmap(lambda m, b, k, w: sac_step(m, b, k, w, sac_scalars),
+                           in_axes=(0, None, 0, None))
 
     def step(i, members: MemberState) -> MemberState:
       batch, weight = batch_at(i)  # [B], [B]
@@ -325,20 +370,27 @@ def make_phase(config: Config, sac: Sac, replay: Replay) -> Phase:
     return jax.lax.fori_loop(0, trip_count, step, members)
 
   def phase(members: MemberState, replay_state: ReplayState,
-            ensemble_state: ensemble.EnsembleState,
-            key: jax.Array) -> tuple[MemberState, Metrics]:
+            ensemble_state: ensemble.EnsembleState, key: jax.Array,
+            scalars: PhaseScalars | None = None, sac_scalars: Any = None,
+            lane: jax.Array | None = None) -> tuple[MemberState, Metrics]:
+    scalars = default_scalars if scalars is None else scalars
+    sac_scalars = sac.default_scalars if sac_scalars is None else sac_scalars
     num_members = ensemble_state.returns.shape[0]
     if members.log_alpha.shape != (num_members,):
       raise ValueError(f'members.log_alpha has shape {members.log_alpha.shape}; expected '
                        f'({num_members},), one per member of the ensemble state')
+    if lane is None:
+      size, read = replay_state.size, functools.partial(replay.get, replay_state)
+    else:  # buffer ``lane`` of the stack, read in place
+      size = replay_state.size[lane]
+      read = functools.partial(replay.get_at, replay_state, lane)
     key_teacher, key_probe, key_data, key_updates = jax.random.split(key, 4)
     recent, _ = ensemble.recent_returns(ensemble_state)  # [K]
-    batch_at = make_batches(replay_state, key_data)
+    num_steps, batch_at = make_batches(size, read, key_data, scalars.sample_batches)
     nan = jnp.full((), jnp.nan, jnp.float32)
 
     if share == 'extra':
-      trip_count = num_steps(replay_state)
-      new_members = extra(members, trip_count, batch_at, key_updates)
+      new_members = extra(members, num_steps, batch_at, key_updates, sac_scalars)
       return new_members, {
           'distill/teacher': jnp.full((), -1, jnp.int32),
           'distill/skipped': jnp.zeros((), jnp.int32),
@@ -347,23 +399,24 @@ def make_phase(config: Config, sac: Sac, replay: Replay) -> Phase:
           'distill/policy_kl_after': nan,
           'distill/critic_mse_before': nan,
           'distill/critic_mse_after': nan,
-          'distill/num_updates': trip_count.astype(jnp.int32),
+          'distill/num_updates': num_steps,
       }
 
-    teacher, skipped = elect_teacher(config.teacher, ensemble_state, key_teacher)
+    teacher, skipped = elect_teacher(scalars.teacher, ensemble_state, key_teacher)
     safe_teacher = jnp.maximum(teacher, 0)  # any valid index when skipped
     is_student = jnp.arange(num_members) != teacher  # [K]
     update = is_student & ~skipped  # [K]
     if share == 'distill':
-      trip_count = jnp.where(skipped, 0, num_steps(replay_state)).astype(jnp.int32)
-      new_members = distill(members, safe_teacher, trip_count, batch_at)
+      trip_count = jnp.where(skipped, 0, num_steps).astype(jnp.int32)
+      new_members = distill(members, safe_teacher, trip_count, batch_at, scalars.lr,
+                            sac_scalars.tau)
     else:
       trip_count = jnp.zeros((), jnp.int32)
       new_members = hardcopy(members, safe_teacher)
     # The teacher (and everyone, when skipped) comes out bit-identical.
     new_members = _where_members(update, new_members, members)
 
-    probe = replay.sample(replay_state, key_probe, batch_size)  # [B]
+    probe = read(replay.sample_indices(key_probe, size, batch_size))  # [B]
     probe_weight = jnp.ones((batch_size,), jnp.float32)
     num_students = jnp.maximum(jnp.sum(is_student), 1)
 

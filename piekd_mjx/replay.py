@@ -108,6 +108,10 @@ class Replay(NamedTuple):
     sample_at: (states [S], seeds [b], keys [b, J], batch_size) -> transitions
       [b, J, B, ...]: ``sample(states[seeds[i]], keys[i, j], batch_size)`` for every
       i, j, as one gather from the stack.
+    get_at: (states [S], seed [], indices [...]) -> ``get(states[seed], indices)``,
+      a gather from the stack (the buffer is not sliced).
+    sample_indices: (key, size [], batch_size) -> the rows [B] int32 that ``sample``
+      reads: uniform with replacement over [0, max(size, 1)).
     capacity: C.
     layout: the static row layout.
     bytes_per_transition: bytes of one stored row, 4 * W.
@@ -119,6 +123,8 @@ class Replay(NamedTuple):
   get: Callable[[ReplayState, jax.Array], Any]
   add_at: Callable[[ReplayState, jax.Array, Any], ReplayState]
   sample_at: Callable[[ReplayState, jax.Array, jax.Array, int], Any]
+  get_at: Callable[[ReplayState, jax.Array, jax.Array], Any]
+  sample_indices: Callable[[jax.Array, jax.Array, int], jax.Array]
   capacity: int
   layout: Layout
   bytes_per_transition: int
@@ -191,9 +197,13 @@ def make_replay(capacity: int, example: Any) -> Replay:
     rows = jnp.take(state.data, indices, axis=0, mode='clip')  # [..., W]
     return layout.unflatten(rows)
 
+  def get_at(states: ReplayState, seed: jax.Array, indices: jax.Array) -> Any:
+    rows = states.data.at[seed, indices].get(mode='clip')  # [..., W]
+    return layout.unflatten(rows)
+
   def sample(state: ReplayState, key: jax.Array, batch_size: int) -> Any:
     return get(state, sample_indices(key, state.size, batch_size))
 
   return Replay(
       init=init, add=add, sample=sample, get=get, add_at=add_at, sample_at=sample_at,
-      capacity=capacity, layout=layout, bytes_per_transition=4 * layout.width)
+      get_at=get_at, sample_indices=sample_indices, capacity=capacity, layout=layout, bytes_per_transition=4 * layout.width)

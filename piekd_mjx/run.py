@@ -593,7 +593,7 @@ def _eval_record(state, progress, wall_time, steps_per_second) -> dict[str, Any]
       'ensemble/num_selected': _tolist(state.ensemble.num_selected),
       'ensemble/num_episodes': _tolist(state.ensemble.num_episodes),
       'ensemble/recent_returns': _tolist(recent),
-      'distill/num_phases': int(state.num_phases),
+      'distill/num_phases': int(np.asarray(state.num_phases).max(initial=0)),
   }
   for k, v in progress.sums.items():
     record[k] = _tolist(v / max(progress.trained_steps, 1))

@@ -24,6 +24,10 @@ Order of one update (that of the reference implementation, ChainerRL's
 All three losses use the temperature from before the update. Step 1 is
 ``Sac.update_critic`` and steps 2-3 are ``Sac.update_actor_and_alpha``; ``Sac.update``
 chains them and adds step 4 (the PIEKD *_extra variants run steps 2-3 alone).
+
+The learning rates, discount, tau, initial temperature and target entropy are
+``Scalars``: data that every function takes (the config's by default), not constants of
+a compiled program, so runs that differ only in them train as lanes of one program.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Any, Callable, NamedTuple
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from piekd_mjx import networks
@@ -40,6 +45,28 @@ from piekd_mjx.config import Config
 
 Params = Any  # a flax variables pytree
 Metrics = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class Scalars:
+  """SAC's hyperparameters as data, float32 leaves [] (or [L], one per lane)."""
+
+  actor_lr: jax.Array
+  critic_lr: jax.Array
+  alpha_lr: jax.Array
+  discount: jax.Array
+  tau: jax.Array
+  init_alpha: jax.Array
+  target_entropy: jax.Array  # -target_entropy_scale * dim(A)
+
+
+def scalars(config: Config, action_size: int) -> Scalars:
+  """The ``Scalars`` of ``config`` for actions [A], as float32 numpy scalars."""
+  f32 = np.float32
+  return Scalars(actor_lr=f32(config.actor_lr), critic_lr=f32(config.critic_lr),
+                 alpha_lr=f32(config.alpha_lr), discount=f32(config.discount),
+                 tau=f32(config.tau), init_alpha=f32(config.init_alpha),
+                 target_entropy=f32(config.target_entropy(action_size)))
 
 
 @flax.struct.dataclass
@@ -70,25 +97,31 @@ class MemberState:
 class Sac(NamedTuple):
   """The pure functions (and static pieces) of SAC for one member.
 
+  Every function that reads a hyperparameter of ``Scalars`` takes them as its last,
+  optional argument ``scalars`` (None: ``default_scalars``, the config's).
+
   Attributes:
-    init: key -> MemberState, fresh networks, temperature and optimiser states.
-    update: (state, batch [B], key, weight [B] | None) -> (state, metrics): one SAC
-      update, steps 1-4. ``weight`` (optional, 0/1 per row) turns every mean over the
-      batch into a masked mean; None is the plain mean.
-    update_critic: (state, batch [B], key, weight) -> (state, metrics): step 1 alone,
-      ``key`` being the critic key (a' of the target).
-    update_actor_and_alpha: (state, batch [B], key, weight) -> (state, metrics): steps
-      2-3 alone, against ``state.critic_params``, ``key`` being the actor key.
-    td_target: (state, batch [B], key) -> y [B], the critics' regression target (under
-      stop_gradient), drawing a' with ``key`` exactly as ``update`` does with its
-      critic key.
+    init: (key, scalars) -> MemberState, fresh networks, temperature and optimiser
+      states.
+    update: (state, batch [B], key, weight [B] | None, scalars) -> (state, metrics): one
+      SAC update, steps 1-4. ``weight`` (optional, 0/1 per row) turns every mean over
+      the batch into a masked mean; None is the plain mean.
+    update_critic: (state, batch [B], key, weight, scalars) -> (state, metrics): step 1
+      alone, ``key`` being the critic key (a' of the target).
+    update_actor_and_alpha: (state, batch [B], key, weight, scalars) -> (state,
+      metrics): steps 2-3 alone, against ``state.critic_params``, ``key`` being the
+      actor key.
+    td_target: (state, batch [B], key, scalars) -> y [B], the critics' regression
+      target (under stop_gradient), drawing a' with ``key`` exactly as ``update`` does
+      with its critic key.
     policy: (actor_params, obs [..., O]) -> (mean [..., A], log_std [..., A]).
     act: (actor_params, obs [..., O], key) -> action [..., A] in (-1, 1), stochastic.
     act_deterministic: (actor_params, obs [..., O]) -> tanh(mean) [..., A].
     q_values: (critic_params, obs [..., O], action [..., A]) -> Q [2, ...].
-    actor_optimizer, critic_optimizer, alpha_optimizer: the optax Adam optimisers.
+    adam: learning rate -> the optax Adam of every member's network.
     actor, critic: the flax modules.
-    target_entropy: -target_entropy_scale * dim(A).
+    default_scalars: the config's ``Scalars``.
+    target_entropy: -target_entropy_scale * dim(A), the config's.
   """
 
   init: Callable[[jax.Array], MemberState]
@@ -100,11 +133,10 @@ class Sac(NamedTuple):
   act: Callable[[Params, jax.Array, jax.Array], jax.Array]
   act_deterministic: Callable[[Params, jax.Array], jax.Array]
   q_values: Callable[[Params, jax.Array, jax.Array], jax.Array]
-  actor_optimizer: optax.GradientTransformation
-  critic_optimizer: optax.GradientTransformation
-  alpha_optimizer: optax.GradientTransformation
+  adam: Callable[[jax.Array], optax.GradientTransformation]
   actor: networks.Actor
   critic: networks.TwinCritic
+  default_scalars: Scalars
   target_entropy: float
 
 
@@ -132,8 +164,9 @@ def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
   """Builds SAC's pure functions for observations [O] and actions [A].
 
   Args:
-    config: hyperparameters (hidden_sizes, *_lr, discount, tau, init_alpha,
-      log_std_min/max, target_entropy_scale are read).
+    config: hyperparameters (hidden_sizes and log_std_min/max are constants of the
+      functions; *_lr, discount, tau, init_alpha and target_entropy_scale give
+      ``default_scalars``).
     obs_size: O.
     action_size: A.
 
@@ -144,12 +177,13 @@ def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
       action_size=action_size, hidden_sizes=tuple(config.hidden_sizes),
       log_std_min=config.log_std_min, log_std_max=config.log_std_max)
   critic = networks.TwinCritic(hidden_sizes=tuple(config.hidden_sizes))
-  actor_optimizer = optax.adam(config.actor_lr)
-  critic_optimizer = optax.adam(config.critic_lr)
-  alpha_optimizer = optax.adam(config.alpha_lr)
-  target_entropy = config.target_entropy(action_size)
-  discount = config.discount
-  tau = config.tau
+  default_scalars = scalars(config, action_size)
+  # Adam's state does not depend on the learning rate: one init serves every lane.
+  adam = optax.adam
+  init_optimizer = adam(1.0).init
+
+  def or_default(given: Scalars | None) -> Scalars:
+    return default_scalars if given is None else given
 
   def policy(actor_params: Params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
     return actor.apply(actor_params, obs)
@@ -165,24 +199,27 @@ def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
   def q_values(critic_params: Params, obs: jax.Array, action: jax.Array) -> jax.Array:
     return critic.apply(critic_params, obs, action)
 
-  def init(key: jax.Array) -> MemberState:
+  def init(key: jax.Array, scalars: Scalars | None = None) -> MemberState:
+    init_alpha = or_default(scalars).init_alpha
     key_actor, key_critic = jax.random.split(key)
     obs = jnp.zeros((obs_size,), jnp.float32)
     action = jnp.zeros((action_size,), jnp.float32)
     actor_params = actor.init(key_actor, obs)
     critic_params = critic.init(key_critic, obs, action)
-    log_alpha = jnp.asarray(jnp.log(config.init_alpha), jnp.float32)
+    log_alpha = jnp.log(jnp.asarray(init_alpha, jnp.float32))
     return MemberState(
         actor_params=actor_params,
         critic_params=critic_params,
         target_critic_params=jax.tree.map(jnp.copy, critic_params),
         log_alpha=log_alpha,
-        actor_opt_state=actor_optimizer.init(actor_params),
-        critic_opt_state=critic_optimizer.init(critic_params),
-        alpha_opt_state=alpha_optimizer.init(log_alpha),
+        actor_opt_state=init_optimizer(actor_params),
+        critic_opt_state=init_optimizer(critic_params),
+        alpha_opt_state=init_optimizer(log_alpha),
     )
 
-  def td_target(state: MemberState, batch: Transition, key: jax.Array) -> jax.Array:
+  def td_target(state: MemberState, batch: Transition, key: jax.Array,
+                scalars: Scalars | None = None) -> jax.Array:
+    discount = or_default(scalars).discount
     alpha = jnp.exp(state.log_alpha)
     mean, log_std = actor.apply(state.actor_params, batch.next_obs)  # [B, A]
     next_action, next_log_prob = networks.sample_action(mean, log_std, key)  # [B, A], [B]
@@ -192,14 +229,16 @@ def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
     return jax.lax.stop_gradient(y)
 
   def update_critic(state: MemberState, batch: Transition, key: jax.Array,
-                    weight: jax.Array | None = None) -> tuple[MemberState, Metrics]:
+                    weight: jax.Array | None = None, scalars: Scalars | None = None
+                    ) -> tuple[MemberState, Metrics]:
     """Step 1: one Adam step of the twin critics towards the TD target.
 
     ``key`` draws a' for the target exactly as ``td_target`` does; only critic_params
     and critic_opt_state change.
     """
     _check_batch(batch, obs_size, action_size)
-    y = td_target(state, batch, key)  # [B]
+    scalars = or_default(scalars)
+    y = td_target(state, batch, key, scalars)  # [B]
 
     def critic_loss_fn(critic_params):
       q = critic.apply(critic_params, batch.obs, batch.action)  # [2, B]
@@ -209,7 +248,7 @@ def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
 
     (critic_loss, q), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
         state.critic_params)
-    critic_updates, critic_opt_state = critic_optimizer.update(
+    critic_updates, critic_opt_state = adam(scalars.critic_lr).update(
         critic_grads, state.critic_opt_state, state.critic_params)
     critic_params = optax.apply_updates(state.critic_params, critic_updates)
     new_state = state.replace(critic_params=critic_params,
@@ -218,7 +257,8 @@ def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
     return new_state, {'sac/critic_loss': critic_loss, 'sac/q_mean': q_mean}
 
   def update_actor_and_alpha(state: MemberState, batch: Transition, key: jax.Array,
-                             weight: jax.Array | None = None
+                             weight: jax.Array | None = None,
+                             scalars: Scalars | None = None
                              ) -> tuple[MemberState, Metrics]:
     """Steps 2-3: one Adam step of the actor against ``state.critic_params``, then one
     of the temperature on that step's (pre-update) log-probabilities.
@@ -227,6 +267,8 @@ def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
     their optimiser states change. Only ``batch.obs`` is read.
     """
     _check_batch(batch, obs_size, action_size)
+    scalars = or_default(scalars)
+    target_entropy = scalars.target_entropy
     alpha = jnp.exp(state.log_alpha)  # [], the temperature before this step
 
     def actor_loss_fn(actor_params):
@@ -237,7 +279,7 @@ def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
 
     (actor_loss, log_prob), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
         state.actor_params)
-    actor_updates, actor_opt_state = actor_optimizer.update(
+    actor_updates, actor_opt_state = adam(scalars.actor_lr).update(
         actor_grads, state.actor_opt_state, state.actor_params)
     actor_params = optax.apply_updates(state.actor_params, actor_updates)
 
@@ -247,7 +289,7 @@ def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
       return -_batch_mean(log_alpha * (log_prob + target_entropy), weight)
 
     alpha_loss, alpha_grad = jax.value_and_grad(alpha_loss_fn)(state.log_alpha)
-    alpha_updates, alpha_opt_state = alpha_optimizer.update(
+    alpha_updates, alpha_opt_state = adam(scalars.alpha_lr).update(
         alpha_grad, state.alpha_opt_state, state.log_alpha)
     log_alpha = optax.apply_updates(state.log_alpha, alpha_updates)
 
@@ -266,15 +308,17 @@ def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
     return new_state, metrics
 
   def update(state: MemberState, batch: Transition, key: jax.Array,
-             weight: jax.Array | None = None) -> tuple[MemberState, Metrics]:
+             weight: jax.Array | None = None, scalars: Scalars | None = None
+             ) -> tuple[MemberState, Metrics]:
+    scalars = or_default(scalars)
     key_critic, key_actor = jax.random.split(key)
     # 1. Critics. 2-3. Actor against the critics just updated, then temperature; the
     # critic step leaves log_alpha alone, so all three use the temperature from before.
-    state, critic_metrics = update_critic(state, batch, key_critic, weight)
-    state, actor_metrics = update_actor_and_alpha(state, batch, key_actor, weight)
+    state, critic_metrics = update_critic(state, batch, key_critic, weight, scalars)
+    state, actor_metrics = update_actor_and_alpha(state, batch, key_actor, weight, scalars)
     # 4. Target critics.
     target_critic_params = optax.incremental_update(
-        state.critic_params, state.target_critic_params, tau)
+        state.critic_params, state.target_critic_params, scalars.tau)
     return (state.replace(target_critic_params=target_critic_params),
             {**critic_metrics, **actor_metrics})
 
@@ -288,10 +332,9 @@ def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
       act=act,
       act_deterministic=act_deterministic,
       q_values=q_values,
-      actor_optimizer=actor_optimizer,
-      critic_optimizer=critic_optimizer,
-      alpha_optimizer=alpha_optimizer,
+      adam=adam,
       actor=actor,
       critic=critic,
-      target_entropy=target_entropy,
+      default_scalars=default_scalars,
+      target_entropy=config.target_entropy(action_size),
   )

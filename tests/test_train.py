@@ -68,7 +68,7 @@ def test_chunks_of_any_length_reuse_one_program(tiny_trainer):
   assert not np.array_equal(state.members.log_alpha, initial.log_alpha)
   state, m2 = trainer.train(state, 7)
   # Warm-up and learning chunks of every length: one compiled program.
-  assert trainer.chunk._cache_size() == 1  # pylint: disable=protected-access
+  assert trainer.chunk.func._cache_size() == 1  # pylint: disable=protected-access
   assert int(state.step) == 23
   np.testing.assert_array_equal(state.replay.size, [23, 23])
   assert m1['sac/critic_loss'].shape == (2, 1)
@@ -102,7 +102,8 @@ def test_train_step_never_copies_the_replay_buffer(num_seeds, seed_batch, tiny_t
   capacity = TINY['replay_capacity']
   trainer = tiny_trainer(num_seeds, seed_batch)
   state = trainer.init()
-  text = trainer.chunk.lower(state, 5, True).compile().as_text()  # collect and train
+  text = trainer.chunk.func.lower(state, 5, True, settings=trainer.settings).compile(
+  ).as_text()  # collect and train
   buffer_shape = f'f32[{num_seeds},{capacity},'
   copies = [line for line in text.splitlines()
             if buffer_shape in line and re.search(r'= \S+ copy\(', line)]
@@ -142,12 +143,15 @@ def test_runs_that_differ_only_in_seed_share_their_programs(tiny_trainer):
                                      tiny_trainer(1, 0).task)]
   states = [trainer.init() for trainer in trainers]
   assert not np.array_equal(states[0].key, states[1].key)
-  for name in ('init', 'evaluate_members'):
-    programs = [getattr(trainer, name) for trainer in trainers]
-    args = [train_lib.evaluation_inputs(state) if name == 'evaluate_members' else ()
-            for state in states]
-    texts = [p.func.lower(*p.args, *a).as_text() for p, a in zip(programs, args)]
-    assert texts[0] == texts[1], name
+  assert trainers[0].chunk.func is trainers[1].chunk.func
+  texts = [t.init.func.lower(*t.init.args).as_text() for t in trainers]
+  assert texts[0] == texts[1]
+  keys = {train_lib.evaluation_key(t.config) for t in trainers}
+  assert len(keys) == 1
+  program = train_lib._evaluation_program(keys.pop(), trainers[0].task)  # pylint: disable=protected-access
+  texts = [program.lower(jax.random.PRNGKey(t.config.seed), *train_lib.evaluation_inputs(s)
+                         ).as_text() for t, s in zip(trainers, states)]
+  assert texts[0] == texts[1]
 
 
 # The SAC test compiles programs that no other test shares: one worker runs it.
