@@ -109,6 +109,11 @@ class Checkpointer:
         enable_async_checkpointing=False)
     self._manager = ocp.CheckpointManager(self._directory, options=options)
 
+  @property
+  def directory(self) -> str:
+    """The run (or group) directory whose ``checkpoints`` these are."""
+    return self._run_dir
+
   def steps(self) -> list[int]:
     """The steps of the checkpoints on disk, oldest first."""
     return sorted(self._manager.all_steps())

@@ -29,6 +29,12 @@ on resume: the same episodes, the same returns.
 
 SIGINT and SIGTERM set a flag; the run stops at the next chunk boundary, writes a
 checkpoint there and raises ``Stopped``.
+
+A group of runs (``run_group``; ``train.make_group_trainer``) is one host loop over
+the lanes of all of them: every run keeps its own directory, ``config.json``,
+``metrics.jsonl``, ``run.log`` and TensorBoard files, written from its own lanes, and
+the group's checkpoints (the whole state, every run's progress) go to the group's
+directory. A run alone is the group of one whose directory is its own.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, Callable, Iterator, Sequence, TextIO
 
 import jax
 import numpy as np
@@ -80,33 +86,39 @@ class Stopped(Exception):
 
 
 class _Evaluation:
-  """An evaluation that has started: the record of its step without the returns,
-  the actors it scores (leaves [S, K, ...]) and the returns to come ([S, K, E])."""
+  """An evaluation that has started: each run's record of its step without the
+  returns, the actors it scores (leaves [L, K, ...]) and each run's returns to come
+  ([S, K, E] and seconds)."""
 
-  def __init__(self, record: dict[str, Any], actors: Any,
+  def __init__(self, records: list[dict[str, Any]], actors: Any,
                returns: concurrent.futures.Future):
-    self.record, self.actors, self.returns = record, actors, returns
+    self.records, self.actors, self.returns = records, actors, returns
 
   @property
   def step(self) -> int:
-    return self.record['step']
+    return self.records[0]['step']
 
 
 def _evaluate(trainer: train_lib.Trainer, actors: Any, step: int,
               background: bool) -> concurrent.futures.Future:
-  """The future (returns [S, K, E] as numpy, seconds) of evaluating ``actors`` at
-  ``step``: run here and now, or on a daemon thread of its own (so that a second
-  SIGINT, which raises KeyboardInterrupt, can end the process without waiting)."""
+  """The future (each run's (returns [S, K, E] as numpy, seconds)) of evaluating
+  ``actors`` [L, K, ...] at ``step``, run by run: here and now, or on a daemon thread of
+  its own (so that a second SIGINT, which raises KeyboardInterrupt, can end the
+  process without waiting)."""
   future: concurrent.futures.Future = concurrent.futures.Future()
 
   def work():
-    start = time.time()
+    results = []
     try:
-      returns = np.asarray(trainer.evaluate_members(actors, np.int32(step)))
+      for run, lanes in enumerate(trainer.lanes):
+        start = time.time()
+        run_actors = jax.tree.map(lambda x: x[lanes], actors)
+        returns = np.asarray(trainer.evaluate_members(run_actors, np.int32(step), run))
+        results.append((returns, time.time() - start))
     except BaseException as e:  # pylint: disable=broad-except
       future.set_exception(e)  # re-raised where the result is taken
     else:
-      future.set_result((returns, time.time() - start))
+      future.set_result(results)
 
   if background:
     threading.Thread(target=work, name=f'evaluation-{step}', daemon=True).start()
@@ -119,29 +131,32 @@ def _evaluate(trainer: train_lib.Trainer, actors: Any, step: int,
 class Progress:
   """The host loop's state between chunks; checkpointed beside the ``TrainState``."""
 
-  step: int = 0  # environment steps taken by every seed
-  trained_steps: int = 0  # training steps since the last evaluation
-  sums: dict[str, np.ndarray] = dataclasses.field(
-      default_factory=dict)  # SAC metric sums over those steps, each [S, K] float32
-  phase_metrics: dict[str, np.ndarray] = dataclasses.field(
-      default_factory=dict)  # the metrics of the last phase
-  phase_step: int | None = None  # the step of the last phase
+  step: int = 0  # environment steps taken by every lane
+  trained_steps: int = 0  # training steps since the last evaluation (their SAC metric
+  # sums are TrainState.sums)
+  phase_metrics: tuple[dict[str, np.ndarray], ...] = (
+      {},)  # each run's metrics of its last phase, leaves [S, ...]
+  phase_step: tuple[int | None, ...] = (None,)  # each run's step of its last phase
   last_eval_step: int = 0
-  wall_time: float = 0.0  # seconds the run has trained for, over all its processes
+  wall_time: float = 0.0  # seconds the group has trained for, over all its processes
+
+  @classmethod
+  def start(cls, num_runs: int) -> Progress:
+    return cls(phase_metrics=({},) * num_runs, phase_step=(None,) * num_runs)
 
   def to_json(self) -> dict[str, Any]:
     return {'step': self.step, 'trained_steps': self.trained_steps,
-            'sums': checkpoint_lib.arrays_to_json(self.sums),
-            'phase_metrics': checkpoint_lib.arrays_to_json(self.phase_metrics),
-            'phase_step': self.phase_step, 'last_eval_step': self.last_eval_step,
+            'phase_metrics': [checkpoint_lib.arrays_to_json(m) for m in self.phase_metrics],
+            'phase_step': list(self.phase_step), 'last_eval_step': self.last_eval_step,
             'wall_time': self.wall_time}
 
   @classmethod
   def from_json(cls, host: dict[str, Any]) -> Progress:
     return cls(step=int(host['step']), trained_steps=int(host['trained_steps']),
-               sums=checkpoint_lib.arrays_from_json(host['sums']),
-               phase_metrics=checkpoint_lib.arrays_from_json(host['phase_metrics']),
-               phase_step=host['phase_step'], last_eval_step=int(host['last_eval_step']),
+               phase_metrics=tuple(checkpoint_lib.arrays_from_json(m)
+                                   for m in host['phase_metrics']),
+               phase_step=tuple(host['phase_step']),
+               last_eval_step=int(host['last_eval_step']),
                wall_time=float(host['wall_time']))
 
 
@@ -218,30 +233,32 @@ class MetricsWriter:
 
 
 class _Output:
-  """Progress lines to ``out``, warnings to ``err``, both also to the run's log file."""
+  """Progress lines to ``out``, warnings to ``err``, both also to the log files of the
+  run directories opened (a line for one run only goes to its own with ``only``)."""
 
   def __init__(self, out: TextIO, err: TextIO):
-    self._out, self._err, self._file = out, err, None
+    self._out, self._err, self._files = out, err, []
 
   def open(self, run_dir: str) -> None:
-    self._file = open(os.path.join(run_dir, LOG_FILE), 'a', encoding='utf-8')
+    self._files.append(open(os.path.join(run_dir, LOG_FILE), 'a', encoding='utf-8'))
 
-  def log(self, message: str) -> None:
+  def log(self, message: str, only: int | None = None) -> None:
     print(message, file=self._out, flush=True)
-    self._record(message)
+    self._record(message, only)
 
-  def warn(self, message: str) -> None:
+  def warn(self, message: str, only: int | None = None) -> None:
     print(f'warning: {message}', file=self._err, flush=True)
-    self._record(f'warning: {message}')
+    self._record(f'warning: {message}', only)
 
-  def _record(self, line: str) -> None:
-    if self._file is not None:
-      self._file.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")}  {line}\n')
-      self._file.flush()
+  def _record(self, line: str, only: int | None) -> None:
+    for i, file in enumerate(self._files):
+      if only is None or i == only:
+        file.write(f'{time.strftime("%Y-%m-%d %H:%M:%S")}  {line}\n')
+        file.flush()
 
   def close(self) -> None:
-    if self._file is not None:
-      self._file.close()
+    for file in self._files:
+      file.close()
 
 
 def run(config: Config, run_dir: str, out: TextIO = sys.stdout,
@@ -271,97 +288,133 @@ def run(config: Config, run_dir: str, out: TextIO = sys.stdout,
     NonFiniteError: a loss, parameter or return became non-finite.
     Stopped: SIGINT or SIGTERM arrived; a checkpoint of the step reached was written.
   """
-  trainer = trainer or train_lib.make_trainer(config)
+  return run_group([config], [run_dir], run_dir, out, trainer, resume, err)[0]
+
+
+def run_group(configs: Sequence[Config], run_dirs: Sequence[str], group_dir: str,
+              out: TextIO = sys.stdout, trainer: train_lib.Trainer | None = None,
+              resume: bool = False, err: TextIO = sys.stderr) -> list[list[dict[str, Any]]]:
+  """Trains ``configs`` (one ``train.program_key``, the same schedule but for their
+  phases) as the lanes of one program, run r into ``run_dirs[r]``, checkpoints into
+  ``group_dir``; as ``run`` otherwise. Returns each run's records written."""
+  configs, run_dirs = list(configs), list(run_dirs)
+  trainer = trainer or train_lib.make_group_trainer(configs)
+  config = configs[0]
   output = _Output(out, err)
-  os.makedirs(run_dir, exist_ok=True)
-  output.open(run_dir)
+  for run_dir in dict.fromkeys(run_dirs + [group_dir]):
+    os.makedirs(run_dir, exist_ok=True)
+    output.open(run_dir)
   per_seed = replay_bytes_per_seed(trainer)
+  num_lanes = sum(c.num_seeds for c in configs)
+  names = ', '.join(c.variant for c in configs)
   output.log(
-      f'{config.env} · {config.variant} · S={config.num_seeds} K={config.ensemble_size} · '
+      f'{config.env} · {names} · L={num_lanes} K={config.ensemble_size} · '
       f'replay {config.replay_capacity:,} × {trainer.replay.bytes_per_transition} B = '
-      f'{per_seed / 2**20:,.1f} MiB per seed ({config.num_seeds * per_seed / 2**20:,.1f} '
+      f'{per_seed / 2**20:,.1f} MiB per lane ({num_lanes * per_seed / 2**20:,.1f} '
       f'MiB in all) on {jax.devices()[0].platform}')
-  for line in config_lib.ignored_flags(config):
-    output.warn(line)
-  checkpointer = checkpoint_lib.Checkpointer(run_dir, config.keep_checkpoints,
+  for r, c in enumerate(configs):
+    for line in config_lib.ignored_flags(c):
+      output.warn(line if len(configs) == 1 else f'{_name(run_dirs[r])}: {line}',
+                  only=r if len(configs) > 1 else None)
+  checkpointer = checkpoint_lib.Checkpointer(group_dir, config.keep_checkpoints,
                                              jax.eval_shape(trainer.init))
   try:
-    state, progress, pending = None, Progress(), None
+    state, progress, pending = None, Progress.start(len(configs)), None
     if resume:
-      state, progress, pending = _restore(config, run_dir, checkpointer, output)
+      state, progress, pending = _restore(configs, run_dirs, checkpointer, output)
     if state is None:
       state = trainer.init()
     # Fresh and restored states alike are committed to the device, so that every chunk
     # of a run, resumed or not, calls the same compiled program.
     state = jax.device_put(state, jax.devices()[0])
-    _write_atomic(os.path.join(run_dir, CONFIG_FILE),
-                  json.dumps(dataclasses.asdict(config), indent=2))
+    for c, run_dir in zip(configs, run_dirs):
+      _write_atomic(os.path.join(run_dir, CONFIG_FILE),
+                    json.dumps(dataclasses.asdict(c), indent=2))
     with _stop_signals() as stop:
-      return _Loop(config, run_dir, trainer, checkpointer, output, progress).run(
+      return _Loop(configs, run_dirs, trainer, checkpointer, output, progress).run(
           state, progress, stop, pending)
   finally:
     checkpointer.close()
     output.close()
 
 
-def _restore(config: Config, run_dir: str, checkpointer: checkpoint_lib.Checkpointer,
-             output: _Output
-             ) -> tuple[train_lib.TrainState | None, Progress, tuple[dict, Any] | None]:
+def _name(run_dir: str) -> str:
+  return os.path.basename(os.path.normpath(run_dir))
+
+
+def _restore(configs: list[Config], run_dirs: list[str],
+             checkpointer: checkpoint_lib.Checkpointer, output: _Output
+             ) -> tuple[train_lib.TrainState | None, Progress, tuple[list, Any] | None]:
   """The newest checkpoint's state, progress and, when the evaluation of its step had
-  not written its record, that evaluation's (record so far, actors) ((None, Progress(),
-  None) without a checkpoint), with ``metrics.jsonl`` cut back to its step."""
+  not written every run's record, that evaluation's (records so far, actors)
+  ((None, a fresh Progress, None) without a checkpoint), with every run's
+  ``metrics.jsonl`` cut back to its step."""
   restored = checkpointer.restore(output.warn)
   if restored is None:
-    output.warn(f'{run_dir} has no checkpoint yet; the run starts again from step 0')
-    _drop_records_after(run_dir, 0, output.log)
-    return None, Progress(), None
+    output.warn(f'{checkpointer.directory} has no checkpoint yet; the run starts again '
+                'from step 0')
+    for run_dir in run_dirs:
+      _drop_records_after(run_dir, 0, output.log)
+    return None, Progress.start(len(configs)), None
   state, host, actors = restored
   progress = Progress.from_json(host)
+  if len(progress.phase_step) != len(configs):
+    raise checkpoint_lib.ResumeError(
+        f'the checkpoint in {checkpointer.directory} holds {len(progress.phase_step)} '
+        f'run(s), not the {len(configs)} of this group')
+  config = configs[0]
   if progress.step > config.total_steps:
     raise checkpoint_lib.ResumeError(
         f'--total_steps={config.total_steps} is invalid: must be at least '
         f'{progress.step}, the step of the checkpoint the run resumes from')
-  _drop_records_after(run_dir, progress.step, output.log)
+  for run_dir in run_dirs:
+    _drop_records_after(run_dir, progress.step, output.log)
   output.log(f'resumed from {checkpointer.path(progress.step)} at step {progress.step:,}')
-  record = host.get(PENDING_EVALUATION)
-  if record is None or actors is None or progress.step in rundir.record_steps(run_dir):
+  records = host.get(PENDING_EVALUATION)
+  if records is None or actors is None or all(
+      progress.step in rundir.record_steps(d) for d in run_dirs):
     return state, progress, None
   output.log(f'the evaluation of step {progress.step:,} had not written its record; it '
              'runs again')
-  return state, progress, (record, actors)
+  return state, progress, (records, actors)
 
 
 class _Loop:
-  """The host loop of one run: ``schedule.events`` in order, the chunks before each
-  event, then its evaluation, phase and checkpoint."""
+  """The host loop of a group of runs: ``schedule.group_events`` in order, the chunks
+  before each event, then its evaluation, phase and checkpoint."""
 
-  def __init__(self, config: Config, run_dir: str, trainer: train_lib.Trainer,
-               checkpointer: checkpoint_lib.Checkpointer, output: _Output,
-               progress: Progress):
-    self.config, self.run_dir, self.trainer = config, run_dir, trainer
-    self.checkpointer, self.output = checkpointer, output
+  def __init__(self, configs: list[Config], run_dirs: list[str],
+               trainer: train_lib.Trainer, checkpointer: checkpoint_lib.Checkpointer,
+               output: _Output, progress: Progress):
+    self.configs, self.config, self.run_dirs = configs, configs[0], run_dirs
+    self.trainer, self.checkpointer, self.output = trainer, checkpointer, output
     self.process_start, self.first_step = time.time(), progress.step
     self.origin = self.process_start - progress.wall_time  # the wall clock of step 0
     self.last_eval_time = self.process_start
-    self.evaluation: _Evaluation | None = None  # started, its record not yet written
+    self.evaluation: _Evaluation | None = None  # started, its records not yet written
+    self.writers: list[MetricsWriter] = []
 
   def good_checkpoint(self) -> str:
     return self.checkpointer.latest_path() or 'none (no checkpoint yet)'
 
   def run(self, state: train_lib.TrainState, progress: Progress, stop: list[int],
-          pending: tuple[dict[str, Any], Any] | None = None) -> list[dict[str, Any]]:
+          pending: tuple[list[dict[str, Any]], Any] | None = None
+          ) -> list[list[dict[str, Any]]]:
     """Runs every event after ``progress.step`` (first the evaluation ``pending``
-    (record so far, actors) of a resumed checkpoint); returns the records written."""
+    (records so far, actors) of a resumed checkpoint); returns each run's records
+    written."""
     config = self.config
     # A phase is pending where the run stopped at its last step, which skips it.
-    events = schedule.events(config, progress.step,
-                             phase_pending=progress.phase_step != progress.step)
-    self.writer, self.records = MetricsWriter(self.run_dir), []
+    events = schedule.group_events(
+        self.configs, progress.step,
+        [r for r, t in enumerate(progress.phase_step) if t != progress.step])
+    self.records: list[list[dict[str, Any]]] = [[] for _ in self.configs]
     try:
+      self.writers = [MetricsWriter(d) for d in self.run_dirs]
       if pending is not None:
         self.evaluation = _Evaluation(pending[0], pending[1], _evaluate(
             self.trainer, pending[1], progress.step, config.eval_overlap))
-      for event in events:
+      for event, phase_runs in events:
         for num_steps, learn in schedule.chunks(progress.step, event.step,
                                                 config.warmup_steps, config.log_every):
           if stop:
@@ -369,54 +422,60 @@ class _Loop:
           state, progress = self.chunk(state, progress, num_steps, learn)
         if event.evaluate:
           self.finish_evaluation()
-          progress = self.start_evaluation(state, progress)
+          state, progress = self.start_evaluation(state, progress)
         if event.phase:
-          state, progress = self.phase(state, progress)
-          self.writer.write_phase(event.step, progress.phase_metrics)
+          state, progress = self.phase(state, progress, phase_runs)
+          for r in phase_runs:
+            self.writers[r].write_phase(event.step, progress.phase_metrics[r])
         if event.checkpoint:
           self.output.log(f'checkpoint {self.save(state, progress)}')
       self.finish_evaluation()
     except Exception:
-      self.finish_evaluation(quiet=True)  # its record, if it can be had
+      self.finish_evaluation(quiet=True)  # its records, if they can be had
       raise
     finally:
-      self.writer.close()
+      for writer in self.writers:
+        writer.close()
     return self.records
 
   def save(self, state: train_lib.TrainState, progress: Progress) -> str:
     """The checkpoint of ``progress.step``, with the evaluation of that step if it has
-    not written its record yet."""
+    not written its records yet."""
     host = dataclasses.replace(progress, wall_time=time.time() - self.origin).to_json()
     evaluation = self.evaluation
     if evaluation is not None and evaluation.step == progress.step:
-      host[PENDING_EVALUATION] = evaluation.record
+      host[PENDING_EVALUATION] = evaluation.records
       return self.checkpointer.save(state, host, evaluation.actors)
     return self.checkpointer.save(state, host)
 
   def stopped(self, state: train_lib.TrainState, progress: Progress,
               signum: int) -> Stopped:
     """The ``Stopped`` of a signal at ``progress.step``, after its checkpoint (and the
-    record of an evaluation still running)."""
+    records of an evaluation still running)."""
     self.finish_evaluation()
     latest = self.checkpointer.steps()[-1:]
     path = (self.checkpointer.path(progress.step) if latest == [progress.step]
             else self.save(state, progress))
     return Stopped(signum, progress.step, path)
 
+  def where(self, lane: int) -> str:
+    """Lane ``lane`` as a seed, of its run when the group has several."""
+    for run_dir, lanes in zip(self.run_dirs, self.trainer.lanes):
+      if lanes.start <= lane < lanes.stop:
+        seed = f'seed {lane - lanes.start}'
+        return seed if len(self.run_dirs) == 1 else f'{_name(run_dir)} {seed}'
+    raise ValueError(f'lane {lane} is in no run')
+
   def chunk(self, state: train_lib.TrainState, progress: Progress, num_steps: int,
             learn: bool) -> tuple[train_lib.TrainState, Progress]:
-    """``num_steps`` environment steps, learning or warming up; adds the chunk's SAC
-    metrics to the sums since the last evaluation and prints a progress line."""
+    """``num_steps`` environment steps, learning or warming up (the state sums their
+    SAC metrics); prints a progress line."""
     trainer, config = self.trainer, self.config
     state, metrics = (trainer.train if learn else trainer.collect)(state, num_steps)
     step = progress.step + num_steps
-    _check_chunk(metrics, step, self.good_checkpoint)
-    sums, trained = progress.sums, progress.trained_steps
-    if learn:
-      sums = {k: sums.get(k, 0.0) + np.asarray(metrics[k]) * num_steps
-              for k in train_lib.SAC_METRICS}
-      trained += num_steps
-    progress = dataclasses.replace(progress, step=step, sums=sums, trained_steps=trained)
+    _check_chunk(metrics, step, self.good_checkpoint, self.where)
+    trained = progress.trained_steps + (num_steps if learn else 0)
+    progress = dataclasses.replace(progress, step=step, trained_steps=trained)
     elapsed = time.time() - self.process_start
     rate = (step - self.first_step) / max(elapsed, 1e-9)
     eta = (config.total_steps - step) / max(rate, 1e-9)
@@ -424,81 +483,102 @@ class _Loop:
                     f'elapsed {_hms(time.time() - self.origin)}  eta {_hms(eta)}')
     return state, progress
 
-  def start_evaluation(self, state: train_lib.TrainState, progress: Progress) -> Progress:
+  def start_evaluation(self, state: train_lib.TrainState, progress: Progress
+                       ) -> tuple[train_lib.TrainState, Progress]:
     """Starts the evaluation of ``progress.step`` (it ends here unless
     ``eval_overlap``); resets the sums since the last one."""
     step, now = progress.step, time.time()
-    record = _eval_record(
-        state, progress, now - self.origin,
-        (step - progress.last_eval_step) / max(now - self.last_eval_time, 1e-9))
+    rate = (step - progress.last_eval_step) / max(now - self.last_eval_time, 1e-9)
+    records = [_eval_record(state, progress, now - self.origin, rate, lanes, r)
+               for r, lanes in enumerate(self.trainer.lanes)]
     actors, _ = train_lib.evaluation_inputs(state)
-    self.evaluation = _Evaluation(record, actors, _evaluate(
+    self.evaluation = _Evaluation(records, actors, _evaluate(
         self.trainer, actors, step, self.config.eval_overlap))
     if not self.config.eval_overlap:
       self.finish_evaluation()
     self.last_eval_time = now
-    return dataclasses.replace(progress, sums={}, trained_steps=0, last_eval_step=step)
+    return train_lib.reset_sums(state), dataclasses.replace(
+        progress, trained_steps=0, last_eval_step=step)
 
   def finish_evaluation(self, quiet: bool = False) -> None:
-    """Waits for the evaluation under way, if any, and writes its record. ``quiet``
-    (a run that is failing anyway): writes it only if it ended well, raises nothing."""
+    """Waits for the evaluation under way, if any, and writes each run's record that
+    is not in its ``metrics.jsonl`` yet. ``quiet`` (a run that is failing anyway):
+    writes them only if it ended well, raises nothing."""
     evaluation, self.evaluation = self.evaluation, None
     if evaluation is None:
       return
     wait_start = time.time()
     try:
-      returns, eval_seconds = evaluation.returns.result()
+      results = evaluation.returns.result()
     except Exception:  # pylint: disable=broad-except
       if quiet:
         return
       raise
     wait_seconds = time.time() - wait_start
-    returns = returns.mean(-1)  # [S, K]
     step = evaluation.step
-    if not np.isfinite(returns).all():
+    means = [returns.mean(-1) for returns, _ in results]  # each [S, K]
+    if not all(np.isfinite(m).all() for m in means):
       if quiet:
         return
-      _check_finite(np.isfinite(returns), 'returns', lambda s, k: step,
-                    self.good_checkpoint)
-    record = _with_returns(evaluation.record, returns, eval_seconds, wait_seconds)
-    self.writer.write(record)
-    self.records.append(record)
-    best = returns.max(-1)
-    waited = f', training waited {wait_seconds:.1f} s' if self.config.eval_overlap else ''
-    self.output.log(f'eval step {step:,}: best member return per seed '
-                    f'{np.array2string(best, precision=1)} (mean {best.mean():.1f}); '
-                    f'evaluation took {eval_seconds:.1f} s{waited}')
+      finite = np.concatenate([np.isfinite(m) for m in means])
+      _check_finite(finite, 'returns', lambda s, k: step, self.good_checkpoint, self.where)
+    for r, (record, returns, (_, eval_seconds)) in enumerate(
+        zip(evaluation.records, means, results)):
+      if step in rundir.record_steps(self.run_dirs[r]):
+        continue  # written before the process that started it was lost
+      record = _with_returns(record, returns, eval_seconds, wait_seconds)
+      self.writers[r].write(record)
+      self.records[r].append(record)
+      best = returns.max(-1)
+      waited = (f', training waited {wait_seconds:.1f} s' if self.config.eval_overlap
+                else '')
+      who = '' if len(self.run_dirs) == 1 else f'{_name(self.run_dirs[r])}: '
+      self.output.log(f'{who}eval step {step:,}: best member return per seed '
+                      f'{np.array2string(best, precision=1)} (mean {best.mean():.1f}); '
+                      f'evaluation took {eval_seconds:.1f} s{waited}',
+                      only=r if len(self.run_dirs) > 1 else None)
 
-  def phase(self, state: train_lib.TrainState,
-            progress: Progress) -> tuple[train_lib.TrainState, Progress]:
-    """The knowledge-sharing phase of ``progress.step``."""
+  def phase(self, state: train_lib.TrainState, progress: Progress,
+            runs: Sequence[int]) -> tuple[train_lib.TrainState, Progress]:
+    """The knowledge-sharing phase of ``progress.step`` of the runs ``runs``."""
     step = progress.step
-    state, metrics = self.trainer.phase(state)
-    _check_finite(np.asarray(self.trainer.finite_params(state)), 'parameters after the phase',
-                  lambda s, k: step, self.good_checkpoint)
-    return state, dataclasses.replace(
-        progress, phase_metrics={k: np.asarray(v) for k, v in metrics.items()},
-        phase_step=step)
+    lanes = [lane for r in runs for lane in range(self.trainer.lanes[r].start,
+                                                  self.trainer.lanes[r].stop)]
+    state, metrics = self.trainer.phase(state, lanes)
+    _check_finite(np.asarray(self.trainer.finite_params(state)),
+                  'parameters after the phase', lambda s, k: step, self.good_checkpoint,
+                  self.where)
+    phase_metrics, phase_step = list(progress.phase_metrics), list(progress.phase_step)
+    first = 0
+    for r in runs:
+      size = self.configs[r].num_seeds
+      phase_metrics[r] = {k: np.asarray(v)[first:first + size] for k, v in metrics.items()}
+      phase_step[r] = step
+      first += size
+    return state, dataclasses.replace(progress, phase_metrics=tuple(phase_metrics),
+                                      phase_step=tuple(phase_step))
 
 
 def _check_chunk(metrics: train_lib.Metrics, step: int,
-                 good_checkpoint: Callable[[], str]) -> None:
+                 good_checkpoint: Callable[[], str], where: Callable[[int], str]) -> None:
   """Raises NonFiniteError if the chunk that ended at ``step`` saw a non-finite loss
   or left a member's state non-finite."""
-  loss_step = np.asarray(metrics['health/nonfinite_loss_step'])  # [S, K]
-  _check_finite(loss_step < 0, 'losses', lambda s, k: int(loss_step[s, k]), good_checkpoint)
+  loss_step = np.asarray(metrics['health/nonfinite_loss_step'])  # [L, K]
+  _check_finite(loss_step < 0, 'losses', lambda s, k: int(loss_step[s, k]), good_checkpoint,
+                where)
   _check_finite(np.asarray(metrics['health/finite_params']), 'parameters',
-                lambda s, k: step, good_checkpoint)
+                lambda s, k: step, good_checkpoint, where)
 
 
 def _check_finite(finite: np.ndarray, what: str, step_of: Callable[[int, int], int],
-                  good_checkpoint: Callable[[], str]) -> None:
-  """Raises NonFiniteError naming the earliest (step, seed, member) where ``finite``
-  [S, K] is False."""
+                  good_checkpoint: Callable[[], str],
+                  where: Callable[[int], str] = lambda lane: f'seed {lane}') -> None:
+  """Raises NonFiniteError naming the earliest (step, lane, member) where ``finite``
+  [L, K] is False; ``where`` names a lane (its run and seed)."""
   bad = list(zip(*np.nonzero(~np.asarray(finite, bool))))
   if bad:
     step, s, k = min((step_of(s, k), int(s), int(k)) for s, k in bad)
-    raise NonFiniteError(f'non-finite {what} at step {step} in seed {s}, member {k}; '
+    raise NonFiniteError(f'non-finite {what} at step {step} in {where(s)}, member {k}; '
                          f'the last good checkpoint is {good_checkpoint()}')
 
 
@@ -581,25 +661,28 @@ def _with_returns(record: dict[str, Any], returns: np.ndarray, eval_seconds: flo
   }
 
 
-def _eval_record(state, progress, wall_time, steps_per_second) -> dict[str, Any]:
-  """The record of an evaluation of ``state`` at its step, less the returns: the
-  wall clock, the ensemble's bookkeeping, the SAC metrics' means since the last
-  evaluation and the last phase's metrics."""
-  recent, _ = jax.vmap(ensemble_lib.recent_returns)(state.ensemble)
+def _eval_record(state, progress: Progress, wall_time: float, steps_per_second: float,
+                 lanes: slice = slice(None), run: int = 0) -> dict[str, Any]:
+  """The record of an evaluation of run ``run`` (on lanes ``lanes`` of ``state``) at
+  its step, less the returns: the wall clock, the ensemble's bookkeeping, the SAC
+  metrics' means since the last evaluation and the run's last phase's metrics."""
+  ensemble = jax.tree.map(lambda x: np.asarray(x)[lanes], state.ensemble)
+  recent, _ = jax.vmap(ensemble_lib.recent_returns)(ensemble)
   record = {
       'step': int(state.step),
       'wall_time': float(wall_time),
       'steps_per_second': float(steps_per_second),
-      'ensemble/num_selected': _tolist(state.ensemble.num_selected),
-      'ensemble/num_episodes': _tolist(state.ensemble.num_episodes),
+      'ensemble/num_selected': _tolist(ensemble.num_selected),
+      'ensemble/num_episodes': _tolist(ensemble.num_episodes),
       'ensemble/recent_returns': _tolist(recent),
-      'distill/num_phases': int(np.asarray(state.num_phases).max(initial=0)),
+      'distill/num_phases': int(np.asarray(state.num_phases)[lanes].max(initial=0)),
   }
-  for k, v in progress.sums.items():
-    record[k] = _tolist(v / max(progress.trained_steps, 1))
-  if progress.phase_step is not None:
-    record['distill/last_phase_step'] = int(progress.phase_step)
-    for k, v in progress.phase_metrics.items():
+  if progress.trained_steps:
+    for k, v in state.sums.items():
+      record[k] = _tolist(np.asarray(v)[lanes] / progress.trained_steps)
+  if progress.phase_step[run] is not None:
+    record['distill/last_phase_step'] = int(progress.phase_step[run])
+    for k, v in progress.phase_metrics[run].items():
       record[k] = _tolist(v)
   return record
 

@@ -24,6 +24,7 @@ The rules:
 from __future__ import annotations
 
 import dataclasses
+from typing import Sequence
 
 from piekd_mjx.config import Config
 
@@ -91,16 +92,35 @@ def events(config: Config, start: int = 0, phase_pending: bool = False) -> list[
   Returns:
     One ``Event`` per step that has anything, the last one with ``end``.
   """
-  evals, phases = set(eval_steps(config)), set(phase_steps(config))
-  saves = set(checkpoint_steps(config))
-  steps = evals | phases | saves | {config.warmup_steps, config.total_steps}
+  return [event for event, _ in group_events([config], start,
+                                             (0,) if phase_pending else ())]
+
+
+def group_events(configs: Sequence[Config], start: int = 0,
+                 phase_pending: Sequence[int] = ()) -> list[tuple[Event, tuple[int, ...]]]:
+  """The events of runs trained together as lanes, with the runs that have a phase.
+
+  The runs share every rule but the phases' (their warm-up, evaluations, checkpoints
+  and length are those of ``configs[0]``); each run keeps its own phase steps, and an
+  event has a phase when any run has one. ``phase_pending`` lists the runs whose phase
+  at ``start`` did not run (see ``events``).
+
+  Returns:
+    (event, runs with a phase there, in order) per step that has anything.
+  """
+  config = configs[0]
+  evals, saves = set(eval_steps(config)), set(checkpoint_steps(config))
+  phases = [set(phase_steps(c)) for c in configs]
+  steps = evals | saves | set().union(*phases) | {config.warmup_steps, config.total_steps}
   listed = []
-  if phase_pending and start in phases:
-    listed.append(Event(step=start, phase=True))
+  pending = tuple(r for r in phase_pending if start in phases[r])
+  if pending:
+    listed.append((Event(step=start, phase=True), pending))
   for t in sorted(s for s in steps if s > start):
-    listed.append(Event(step=t, warmup_end=t == config.warmup_steps, evaluate=t in evals,
-                        phase=t in phases, checkpoint=t in saves,
-                        end=t == config.total_steps))
+    runs = tuple(r for r, p in enumerate(phases) if t in p)
+    listed.append((Event(step=t, warmup_end=t == config.warmup_steps, evaluate=t in evals,
+                         phase=bool(runs), checkpoint=t in saves,
+                         end=t == config.total_steps), runs))
   return listed
 
 

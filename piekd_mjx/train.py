@@ -69,6 +69,10 @@ class TrainState:
   key: jax.Array  # [L, 2] uint32, each lane's PRNG key
   step: jax.Array  # [] int32, environment steps taken by every lane
   num_phases: jax.Array  # [L] int32, phases each lane has run
+  # The SAC_METRICS summed step by step since the host last reset them (``reset_sums``),
+  # each [L, K]: carried across chunks, so that a sum does not depend on where a group's
+  # events split the steps into chunks.
+  sums: dict[str, jax.Array]
 
 
 class Trainer(NamedTuple):
@@ -176,6 +180,11 @@ def select_lanes(state: TrainState, lanes: slice) -> TrainState:
                        step=jnp.copy(state.step))
 
 
+def reset_sums(state: TrainState) -> TrainState:
+  """``state`` with its SAC metric sums at zero."""
+  return state.replace(sums={k: jnp.zeros_like(v) for k, v in state.sums.items()})
+
+
 def evaluation_inputs(state: TrainState) -> tuple[sac_lib.Params, jax.Array]:
   """What an evaluation of ``state`` reads: the actors [L, K, ...] and the step, as
   arrays of their own, so that the chunk that donates ``state`` may run while they are
@@ -206,6 +215,18 @@ def program_key(config: Config) -> Config:
   variant, SAC scalars, phase settings, number of seeds, evaluation, ...) train as
   lanes of one program."""
   return _blank(config, _RUN_FIELDS + _SCALAR_FIELDS + _PHASE_FIELDS + _SIZE_FIELDS)
+
+
+# The host loop's fields that the runs of a group share: one schedule of chunks,
+# evaluations and checkpoints (each run keeps its own phase steps).
+GROUP_FIELDS = ('total_steps', 'eval_every', 'log_every', 'checkpoint_every',
+                'keep_checkpoints', 'eval_overlap')
+
+
+def group_key(config: Config) -> tuple:
+  """What runs must share to train as lanes of one group: the ``program_key`` and the
+  host loop's ``GROUP_FIELDS``."""
+  return (program_key(config),) + tuple(getattr(config, n) for n in GROUP_FIELDS)
 
 
 def evaluation_key(config: Config) -> Config:
@@ -361,33 +382,34 @@ def step(parts: Parts, state: TrainState, settings: lanes_lib.Settings, lanes: j
 
 def steps(parts: Parts, state: TrainState, settings: lanes_lib.Settings, lanes: jax.Array,
           num_steps: jax.Array, learn: jax.Array) -> tuple[TrainState, Metrics]:
-  """``num_steps`` steps of the batch of lanes ``lanes`` (see ``step``); the sums of
-  the SAC metrics and the first step with a non-finite one (-1 if none), [b, K]."""
+  """``num_steps`` steps of the batch of lanes ``lanes`` (see ``step``), their SAC
+  metrics added to ``state.sums``; the first step with a non-finite one (-1 if none),
+  [b, K]."""
   shape = (lanes.shape[0], parts.num_members)
 
   def body(_, carry):
-    state, sums, nonfinite_step = carry
+    state, nonfinite_step = carry
     state, metrics = step(parts, state, settings, lanes, learn)
     finite = jnp.stack([jnp.isfinite(metrics[k]) for k in SAC_METRICS]).all(0)  # [b, K]
     nonfinite_step = jnp.where((nonfinite_step < 0) & ~finite, state.step, nonfinite_step)
-    return state, {k: sums[k] + metrics[k] for k in SAC_METRICS}, nonfinite_step
+    state = state.replace(sums={k: state.sums[k] + metrics[k] for k in SAC_METRICS})
+    return state, nonfinite_step
 
-  zeros = {k: jnp.zeros(shape, jnp.float32) for k in SAC_METRICS}
   none = jnp.full(shape, -1, jnp.int32)
-  state, sums, nonfinite_step = jax.lax.fori_loop(0, num_steps, body, (state, zeros, none))
-  return state, {**sums, 'health/nonfinite_loss_step': nonfinite_step}
+  state, nonfinite_step = jax.lax.fori_loop(0, num_steps, body, (state, none))
+  return state, {'health/nonfinite_loss_step': nonfinite_step}
 
 
 # The fields of a TrainState that a batch of lanes takes its slice of (leaves [L, ...]);
 # the replay buffers, by far the largest, are indexed in place instead.
-BATCH_FIELDS = ('members', 'env_state', 'ensemble', 'key')
+BATCH_FIELDS = ('members', 'env_state', 'ensemble', 'key', 'sums')
 
 
 def chunk(parts: Parts, batch: int, state: TrainState, num_steps, learn,
           settings: lanes_lib.Settings) -> tuple[TrainState, Metrics]:
   """``num_steps`` steps of every lane, in batches of ``batch`` lanes one after another
-  (``lanes.in_batches``); metrics are the chunk means of ``SAC_METRICS`` and the
-  ``HEALTH_METRICS``, [L, K]."""
+  (``lanes.in_batches``); metrics are the chunk means of ``SAC_METRICS`` (from the
+  change of ``state.sums``) and the ``HEALTH_METRICS``, [L, K]."""
   num_steps = jnp.asarray(num_steps, jnp.int32)
   learn = jnp.asarray(learn, jnp.bool_)
   per_lane = ({name: getattr(state, name) for name in BATCH_FIELDS}, settings)
@@ -402,9 +424,9 @@ def chunk(parts: Parts, batch: int, state: TrainState, num_steps, learn,
   num_lanes = state.key.shape[0]
   (fields, _), replay_state, metrics = lanes_lib.in_batches(
       batch_steps, per_lane, state.replay, num_lanes, batch)
-  state = state.replace(replay=replay_state, step=state.step + num_steps, **fields)
   count = jnp.maximum(num_steps, 1).astype(jnp.float32)
-  metrics = {k: v / count if k in SAC_METRICS else v for k, v in metrics.items()}
+  metrics.update({k: (fields['sums'][k] - state.sums[k]) / count for k in SAC_METRICS})
+  state = state.replace(replay=replay_state, step=state.step + num_steps, **fields)
   metrics['health/finite_params'] = members_finite(state.members)
   return state, metrics
 
@@ -413,9 +435,12 @@ def init(parts: Parts, keys: jax.Array, settings: lanes_lib.Settings) -> TrainSt
   """The fresh state of every lane, from its key [L, 2] and settings [L]."""
   members, replay_state, env_state, ensemble_state, keys = jax.vmap(
       functools.partial(lane_init, parts))(keys, settings)
+  num_lanes = keys.shape[0]
   return TrainState(members=members, replay=replay_state, env_state=env_state,
                     ensemble=ensemble_state, key=keys, step=jnp.zeros((), jnp.int32),
-                    num_phases=jnp.zeros(keys.shape[:1], jnp.int32))
+                    num_phases=jnp.zeros((num_lanes,), jnp.int32),
+                    sums={k: jnp.zeros((num_lanes, parts.num_members), jnp.float32)
+                          for k in SAC_METRICS})
 
 
 def phases(phase: distill.Phase, batch: int, state: TrainState,
@@ -500,10 +525,11 @@ def make_group_trainer(configs: Sequence[Config], task: envs.MjxTask | None = No
   """The jitted programs that train ``configs`` (validated, variants applied, one
   ``program_key``) as the lanes of one program, run r on lanes ``lane_slices[r]``."""
   configs = tuple(configs)
+  if len({group_key(config) for config in configs}) != 1:
+    raise ValueError('the runs of a group must share their group_key (task, K, network '
+                     'and batch sizes, replay capacity, episode length, warm-up, length, '
+                     'evaluation, logging and checkpoint schedules)')
   keys = {program_key(config) for config in configs}
-  if len(keys) != 1:
-    raise ValueError('the runs of a group must share their program_key (task, K, '
-                     'network and batch sizes, replay capacity, episode length, ...)')
   config = configs[0]
   task = task if task is not None else default_task(config.env, config.solver)
   batch = lane_batch(configs)
