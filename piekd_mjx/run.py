@@ -330,6 +330,9 @@ def run_group(configs: Sequence[Config], run_dirs: Sequence[str], group_dir: str
     for c, run_dir in zip(configs, run_dirs):
       _write_atomic(os.path.join(run_dir, CONFIG_FILE),
                     json.dumps(dataclasses.asdict(c), indent=2))
+    if group_dir not in run_dirs:
+      _write_atomic(os.path.join(group_dir, rundir.GROUP_FILE), json.dumps(
+          {'runs': [os.path.abspath(d) for d in run_dirs]}, indent=2))
     with _stop_signals() as stop:
       return _Loop(configs, run_dirs, trainer, checkpointer, output, progress).run(
           state, progress, stop, pending)

@@ -24,6 +24,7 @@ LOCK_FILE = 'run.lock'  # held by the sweep that trains the run (sweep.py)
 TENSORBOARD_DIR = 'tensorboard'
 CHECKPOINTS = 'checkpoints'
 CORRUPT = 'checkpoints.corrupt'
+GROUP_FILE = 'group.json'  # a group's directory: the run directories of its lanes
 
 # Entries a run writes, by exact name and by pattern (temporary files of atomic writes,
 # the copies of metrics.jsonl that a resume keeps).

@@ -11,6 +11,13 @@ repeatable flag: the runs are the product of the values given
 of several figures form a union, not a product. ``--override=FIELD=VALUE`` and
 ``--profile`` scale the figures down without editing their files.
 
+``--group`` (the default on an accelerator, not on a CPU) trains the runs that share
+one program (``train.group_key``: task, K, sizes, schedule) as the lanes of one program
+(``run.run_group``), split where their replay buffers would not fit the device. Every
+run keeps its own directory, ``config.json`` and ``metrics.jsonl``, so the report does
+not change; a group's checkpoints go to ``DIR/groups/<name>``, and a group cut short
+is formed again and resumed by the same command.
+
 Running a sweep again skips finished runs, resumes cut ones exactly
 (``run.run(resume=True)``) and refuses a directory whose config is not the run's. A
 run's directory is held with a lock while it trains (``run.lock``), so two sweeps on
@@ -27,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -42,10 +50,11 @@ from piekd_mjx import config_flags
 from piekd_mjx import grid
 from piekd_mjx import rundir
 from piekd_mjx.config import Config
-from piekd_mjx.resources import UsageError, check_env, check_memory, check_writable
+from piekd_mjx.resources import (MEMORY_MARGIN_BYTES, UsageError, available_memory, check_env,
+                                 check_memory, check_writable)
 
 EXIT_USAGE, EXIT_NONFINITE = 2, 3
-RUNS, FIGURES = 'runs', 'figures'
+RUNS, FIGURES, GROUPS = 'runs', 'figures', 'groups'
 
 # Named sets of overrides that scale every figure down (``--override`` wins over them).
 PROFILES: dict[str, dict[str, Any]] = {
@@ -89,6 +98,10 @@ flags.DEFINE_enum('profile', 'paper', list(PROFILES), 'Overrides that scale ever
 flags.DEFINE_string('root', '', 'The sweep\'s directory: runs/, figures/ and the report.',
                     flag_values=FLAGS)
 flags.DEFINE_bool('dry_run', False, 'Print the plan and exit.', flag_values=FLAGS)
+flags.DEFINE_bool('group', None, 'Train the runs that share one program (task, K, sizes, '
+                  'schedule) as the lanes of one program, each run still in its own '
+                  'directory. Default: yes on an accelerator, no on a CPU (where lanes run '
+                  'one after another anyway).', flag_values=FLAGS)
 flags.DEFINE_enum('keep', 'last', ['last', 'report'], "What a finished run keeps: 'last' "
                   'checkpoint (to extend it later) or only the report\'s files.',
                   flag_values=FLAGS)
@@ -434,6 +447,126 @@ def print_plan(root: str, figures: Sequence[grid.Figure], listed: Sequence[RunSt
     print(f'  time of {key[0]} K={key[1]} S={key[2]}: {rate}, {source}', flush=True)
 
 
+# -- groups ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+  """Runs trained together as the lanes of one program; a run alone is the group of
+  one whose directory is its own."""
+
+  runs: tuple[RunStatus, ...]
+  directory: str  # where the group's checkpoints (and log) go
+
+  @property
+  def lanes(self) -> int:
+    return sum(s.config.num_seeds for s in self.runs)
+
+  @property
+  def name(self) -> str:
+    return os.path.basename(self.directory)
+
+
+def group_name(configs: Sequence[Config]) -> str:
+  """The directory name of a group of runs: its task, K, lanes and a digest of its runs'
+  names (the same runs, the same name)."""
+  names = sorted(grid.run_name(c) for c in configs)
+  digest = hashlib.sha1('\n'.join(names).encode()).hexdigest()[:10]
+  lanes = sum(c.num_seeds for c in configs)
+  return f'{configs[0].env}-K{configs[0].ensemble_size}-L{lanes}-{digest}'
+
+
+def _has_checkpoint(directory: str) -> bool:
+  checkpoints = os.path.join(directory, rundir.CHECKPOINTS)
+  return os.path.isdir(checkpoints) and any(n.isdigit() for n in os.listdir(checkpoints))
+
+
+def _started_groups(root: str) -> dict[str, list[str]]:
+  """The groups an earlier sweep started on ``root`` and checkpointed: directory -> the
+  names of its runs, in lane order."""
+  groups = {}
+  top = os.path.join(root, GROUPS)
+  for name in sorted(os.listdir(top)) if os.path.isdir(top) else []:
+    directory = os.path.join(top, name)
+    try:
+      with open(os.path.join(directory, rundir.GROUP_FILE), encoding='utf-8') as f:
+        runs = [os.path.basename(d) for d in json.load(f)['runs']]
+    except (OSError, ValueError, KeyError, TypeError):
+      continue
+    if _has_checkpoint(directory):
+      groups[directory] = list(runs)
+  return groups
+
+
+def plan_groups(root: str, listed: Sequence[RunStatus], enabled: bool,
+                bytes_per_transition, available: int) -> list[Group]:
+  """How the runs left are trained: each alone, or (``enabled``) in groups.
+
+  A group an earlier sweep checkpointed is formed again with the same runs (those
+  already done among them are trained again with it, to the same records); a run cut
+  while training alone resumes alone; the others group by ``train.group_key`` in the
+  sweep's order, a group split where its replay buffers (``bytes_per_transition(config)``
+  per row) would pass ``available`` bytes. Runs another sweep holds stay in their group
+  (it is skipped if one is held when it starts).
+  """
+  todo = [s for s in listed if s.state in ('new', 'partial', 'busy')]
+  if not enabled:
+    return [Group((s,), s.run_dir) for s in todo]
+  from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+  groups, taken = [], set()
+  by_name = {os.path.basename(s.run_dir): s for s in listed if s.state != 'conflict'}
+  todo_names = {os.path.basename(s.run_dir) for s in todo}
+  for directory, names in _started_groups(root).items():
+    if (all(n in by_name and n not in taken for n in names) and todo_names & set(names)
+        and len({train.group_key(by_name[n].config) for n in names}) == 1):
+      groups.append(Group(tuple(by_name[n] for n in names), directory))
+      taken |= set(names)
+  rest = []
+  for status in todo:
+    if os.path.basename(status.run_dir) in taken:
+      continue
+    if status.state == 'partial' and _has_checkpoint(status.run_dir):
+      groups.append(Group((status,), status.run_dir))  # cut while training alone
+    else:
+      rest.append(status)
+  by_key: dict[tuple, list[RunStatus]] = {}
+  for status in rest:
+    by_key.setdefault(train.group_key(status.config), []).append(status)
+  for members in by_key.values():
+    config = members[0].config
+    per_lane = config.replay_capacity * bytes_per_transition(config)
+    max_lanes = max(1, (available - MEMORY_MARGIN_BYTES) // max(per_lane, 1))
+    part: list[RunStatus] = []
+    for status in members + [None]:
+      if part and (status is None or sum(s.config.num_seeds for s in part)
+                   + status.config.num_seeds > max_lanes):
+        if len(part) == 1:
+          groups.append(Group((part[0],), part[0].run_dir))
+        else:
+          groups.append(Group(tuple(part), os.path.join(
+              root, GROUPS, group_name([s.config for s in part]))))
+        part = []
+      if status is not None:
+        part.append(status)
+  return groups
+
+
+def print_groups(groups: Sequence[Group], bytes_per_transition, available: int,
+                 where: str) -> None:
+  """The groups of several runs: their lanes, replay memory and runs."""
+  grouped = [g for g in groups if len(g.runs) > 1]
+  if not grouped:
+    return
+  print(f'{len(grouped)} group(s) of runs trained as lanes of one program ({where} has '
+        f'{_gib(available)} free):', flush=True)
+  for group in grouped:
+    config = group.runs[0].config
+    memory = group.lanes * config.replay_capacity * bytes_per_transition(config)
+    print(f'  {group.name}: {len(group.runs)} runs, L={group.lanes} lanes, replay '
+          f'{_gib(memory)}: ' + ', '.join(os.path.basename(s.run_dir) for s in group.runs),
+          flush=True)
+
+
 # -- running -----------------------------------------------------------------------------
 
 
@@ -448,6 +581,13 @@ class Programs:
     key = dataclasses.replace(config, out_dir='')
     if key not in self._trainers:
       self._trainers[key] = train.make_trainer(key)
+    return self._trainers[key]
+
+  def group_trainer(self, configs: Sequence[Config]):
+    from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+    key = tuple(dataclasses.replace(c, out_dir='') for c in configs)
+    if key not in self._trainers:
+      self._trainers[key] = train.make_group_trainer(key)
     return self._trainers[key]
 
   def bytes_per_transition(self, config: Config) -> int:
@@ -517,53 +657,68 @@ class _Signals:
       signal.signal(s, h)
 
 
-def train_runs(listed: Sequence[RunStatus], programs: Programs, keep: str) -> int:
-  """Trains every run not done, one after another; returns the exit code."""
+def train_runs(groups: Sequence[Group], programs: Programs, keep: str) -> int:
+  """Trains every group (a run alone, or runs as lanes) one after another; returns the
+  exit code."""
   from piekd_mjx import checkpoint  # pylint: disable=g-import-not-at-top
   from piekd_mjx import run  # pylint: disable=g-import-not-at-top
   failed, busy = [], []
-  todo = [s for s in listed if s.state in ('new', 'partial', 'busy')]
   with _Signals() as signals:
-    for number, status in enumerate(todo, 1):
-      name = os.path.basename(status.run_dir)
-      with hold(status.run_dir) as held:
-        if not held:
-          busy.append(name)
-          print(f'[{number}/{len(todo)}] {name}: held by another sweep; skipped', flush=True)
+    for number, group in enumerate(groups, 1):
+      label = (os.path.basename(group.runs[0].run_dir) if len(group.runs) == 1
+               else f'group {group.name} ({len(group.runs)} runs)')
+      with contextlib.ExitStack() as stack:
+        if not all([stack.enter_context(hold(s.run_dir)) for s in group.runs]):
+          busy.append(label)
+          print(f'[{number}/{len(groups)}] {label}: held by another sweep; skipped',
+                flush=True)
           continue
-        # As it is now that this process holds it.
-        status = status_of(status.config, status.run_dir, holding=True)
-        if status.state == 'done':
-          print(f'[{number}/{len(todo)}] {name}: done (by another sweep)', flush=True)
+        # As they are now that this process holds them.
+        runs = [status_of(s.config, s.run_dir, holding=True) for s in group.runs]
+        for status in runs:
+          if status.state == 'conflict':
+            raise UsageError(f'{status.run_dir}: {status.reason}')
+        if len(runs) == 1 and runs[0].state == 'done':
+          print(f'[{number}/{len(groups)}] {label}: done (by another sweep)', flush=True)
           continue
-        if status.state == 'conflict':
-          raise UsageError(f'{status.run_dir}: {status.reason}')
-        config = status.config
-        trainer = programs.trainer(config)
         if signals.caught:
-          return _stopped_between(signals.caught[0], number, len(todo))
-        print(f'[{number}/{len(todo)}] {name}: {status.state}, {config.env} '
-              f'{config.variant} S={config.num_seeds} K={config.ensemble_size} to step '
-              f'{config.total_steps:,}', flush=True)
+          return _stopped_between(signals.caught[0], number, len(groups))
+        config = runs[0].config
         try:
-          run.run(config, status.run_dir, trainer=trainer, resume=status.state == 'partial')
+          if len(runs) == 1:
+            status = runs[0]
+            print(f'[{number}/{len(groups)}] {label}: {status.state}, {config.env} '
+                  f'{config.variant} S={config.num_seeds} K={config.ensemble_size} to step '
+                  f'{config.total_steps:,}', flush=True)
+            run.run(config, status.run_dir, trainer=programs.trainer(config),
+                    resume=status.state == 'partial')
+          else:
+            configs = [s.config for s in runs]
+            resume = _has_checkpoint(group.directory)
+            print(f'[{number}/{len(groups)}] {label}: {"partial" if resume else "new"}, '
+                  f'{config.env} K={config.ensemble_size} L={group.lanes} to step '
+                  f'{config.total_steps:,}: ' + ', '.join(
+                      f'{os.path.basename(s.run_dir)} ({s.state})' for s in runs), flush=True)
+            run.run_group(configs, [s.run_dir for s in runs], group.directory,
+                          trainer=programs.group_trainer(configs), resume=resume)
         except run.NonFiniteError as e:
-          print(f'error: {name}: {e}', file=sys.stderr, flush=True)
-          failed.append(name)
+          print(f'error: {label}: {e}', file=sys.stderr, flush=True)
+          failed.append(label)
           continue
         except run.Stopped as e:
           print(f'{e}; checkpoint {e.checkpoint}; run the same sweep command again to go on',
                 file=sys.stderr, flush=True)
           return 128 + e.signum
         except checkpoint.ResumeError as e:
-          raise UsageError(f'{status.run_dir}: {e}') from None
-        prune(status.run_dir, keep)
+          raise UsageError(f'{group.directory}: {e}') from None
+        prune(group.directory, keep)
       if signals.caught:
-        return _stopped_between(signals.caught[0], number + 1, len(todo))
+        return _stopped_between(signals.caught[0], number + 1, len(groups))
   if busy:
-    print(f'{len(busy)} run(s) were held by another sweep: ' + ', '.join(busy), flush=True)
+    print(f'{len(busy)} run(s) or group(s) were held by another sweep: ' + ', '.join(busy),
+          flush=True)
   if failed:
-    print(f'error: {len(failed)} run(s) became non-finite: ' + ', '.join(failed),
+    print(f'error: {len(failed)} run(s) or group(s) became non-finite: ' + ', '.join(failed),
           file=sys.stderr, flush=True)
     return EXIT_NONFINITE
   return 0
@@ -602,11 +757,15 @@ def main(argv: list[str]) -> None:
     jax.config.update('jax_compilation_cache_dir', FLAGS.jax_cache_dir)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
   print_plan(FLAGS.root, figures, listed, programs, FLAGS.keep, FLAGS.calibrate)
+  enabled = FLAGS.group if FLAGS.group is not None else jax.default_backend() != 'cpu'
+  free, where = available_memory()
+  groups = plan_groups(FLAGS.root, listed, enabled, programs.bytes_per_transition, free)
+  print_groups(groups, programs.bytes_per_transition, free, where)
   if FLAGS.dry_run:
     sys.exit(0)
   write_figures(FLAGS.root, figures)
   try:
-    code = train_runs(listed, programs, FLAGS.keep)
+    code = train_runs(groups, programs, FLAGS.keep)
   except UsageError as e:
     _fail(str(e))
   except KeyboardInterrupt:

@@ -231,6 +231,43 @@ def test_a_sweep_refuses_a_directory_that_is_not_its_run(tmp_path):
   assert sorted(os.listdir(root / 'runs' / name)) == ['notes.txt']
 
 
+def test_groups_are_runs_of_one_program_split_to_fit_memory(tmp_path):
+  root = str(tmp_path)
+  configs = [_config(num_seeds=2), _config(variant='piekd_hardcopy', num_seeds=2),
+             _config(variant='ensemble_sac', num_seeds=1),
+             _config(variant='piekd', num_seeds=2, hidden_sizes=(64, 64)),  # another program
+             _config(variant='piekd_random_teacher', num_seeds=2)]
+  listed = [sweep.RunStatus(c, sweep.run_dir(root, c), 'new') for c in configs]
+  row = 100  # bytes per stored transition
+
+  def names(groups):
+    return [[configs.index(s.config) for s in g.runs] for g in groups]
+
+  alone = sweep.plan_groups(root, listed, False, lambda c: row, 2**40)
+  assert names(alone) == [[0], [1], [2], [3], [4]]
+  assert all(g.directory == g.runs[0].run_dir for g in alone)
+  grouped = sweep.plan_groups(root, listed, True, lambda c: row, 2**40)
+  assert names(grouped) == [[0, 1, 2, 4], [3]]
+  assert grouped[0].lanes == 7 and grouped[0].directory.startswith(
+      os.path.join(root, 'groups', 'inverted_pendulum-K3-L7-'))
+  # The buffers of 4 lanes fit (plus the margin): the group splits at a run's border.
+  lane = configs[0].replay_capacity * row
+  split = sweep.plan_groups(root, listed, True, lambda c: row,
+                            4 * lane + sweep.MEMORY_MARGIN_BYTES)
+  assert names(split) == [[0, 1], [2, 4], [3]]
+  # A group an earlier sweep checkpointed forms again, whatever the new runs; a run cut
+  # while training alone resumes alone.
+  started = os.path.join(root, 'groups', 'earlier')
+  os.makedirs(os.path.join(started, 'checkpoints', '1000'))
+  with open(os.path.join(started, rundir.GROUP_FILE), 'w', encoding='utf-8') as f:
+    json.dump({'runs': [listed[4].run_dir, listed[1].run_dir]}, f)
+  os.makedirs(os.path.join(listed[0].run_dir, 'checkpoints', '1000'))
+  listed[0] = dataclasses.replace(listed[0], state='partial', step=1000)
+  again = sweep.plan_groups(root, listed, True, lambda c: row, 2**40)
+  assert names(again) == [[4, 1], [0], [2], [3]]
+  assert again[0].directory == started and again[1].directory == listed[0].run_dir
+
+
 def test_prune_keeps_the_newest_checkpoint_or_none(tmp_path):
   for step in ('1000', '2000', '3000'):
     (tmp_path / 'checkpoints' / step).mkdir(parents=True)

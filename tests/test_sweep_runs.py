@@ -152,3 +152,34 @@ def test_the_report_of_a_sweep_reads_its_runs(two_at_once, tmp_path):
     assert f'| 2 | 3,000 | {best:,.1f} ' in row, (row, best)
   svg = (tmp_path / 'tiny-inverted_pendulum.svg').read_text()
   assert 'ensemble_sac' in svg and 'piekd' in svg and 'dashed: worst member' in svg
+
+
+def test_a_grouped_sweep_killed_and_run_again_ends_with_the_metrics_of_the_runs_alone(
+    two_at_once, tmp_path):
+  # --group trains the two runs (K = 3, the same program) as the 4 lanes of one; killed
+  # by SIGKILL after a record and run again, each run's records are those of the runs
+  # trained alone.
+  reference, _ = two_at_once
+  root = tmp_path / 'root'
+  process = subprocess.Popen(sweep_command(root, '--group'), cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    wait_until(lambda: num_records(root, 1) >= 2, process)
+  finally:
+    process.kill()
+    process.wait(timeout=60)
+  assert num_records(root, 0) < 6
+  result = subprocess.run(sweep_command(root, '--group'), cwd=REPO, capture_output=True,
+                          text=True, timeout=900, check=False)
+  assert result.returncode == 0, result.stderr
+  assert '1 group(s) of runs trained as lanes of one program' in result.stdout
+  assert ': partial, inverted_pendulum K=3 L=4 to step 3,000' in result.stdout
+  for ours, theirs in zip(run_dirs(root), run_dirs(reference)):
+    assert comparable(ours) == comparable(theirs)
+    assert not os.path.exists(os.path.join(ours, 'checkpoints'))
+  groups = os.listdir(root / 'groups')
+  assert len(groups) == 1 and groups[0].startswith('inverted_pendulum-K3-L4-')
+  assert os.listdir(root / 'groups' / groups[0] / 'checkpoints') == ['3000']
+  again = subprocess.run(sweep_command(root, '--group', '--dry_run'), cwd=REPO,
+                         capture_output=True, text=True, timeout=300, check=False)
+  assert '2 unique runs: 0 new, 0 partial, 2 done, 0 busy' in again.stdout
