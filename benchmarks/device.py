@@ -12,9 +12,9 @@ parts of that latency on the default device and projects the paper's time from t
    ``vmap`` over [K] of ``sac.update``) on fixed minibatches of ``--batch_size``,
    timed the same way.
 3. ``step``: the whole training step of hopper's paper grid grouped: its runs with
-   K = 3 (the number of lanes is counted from ``launch/paper.cfg``; 5 seeds each) as
-   the lanes of one program (act, task step, replay insert, every member's update);
-   the training program of ``piekd_mjx.train`` with all lanes in one batch.
+   K = 3 (from ``launch/paper.cfg``, 5 seeds each: 35 lanes) as the lanes of one
+   program, as ``sweep --group`` trains them (``train.make_group_trainer``: act, task
+   step, replay insert, every member's update), all lanes in one batch.
 4. ``projection``: the paper's grid (``launch/paper.cfg``, its own steps and seeds)
    grouped by program shape (task, K); each group's training step is estimated as
    ``overhead x (env(task, L) + update(K, L))``, the overhead being the measured ratio
@@ -185,15 +185,30 @@ def grid_configs() -> list:
   return grid_lib.unique_runs(figures)
 
 
+def grid_group(lanes: int) -> list:
+  """The runs of ``--grid_task`` with K = 3 in the paper's grid, trimmed to ``lanes``
+  lanes (a lane, one seed, at a time from each run in turn), as one group: replay
+  capacity ``--grid_capacity``, a warm-up of one minibatch, all lanes in one batch."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  runs = [c for c in grid_configs() if c.env == FLAGS.grid_task and c.ensemble_size == 3]
+  seeds, left, i = [0] * len(runs), min(lanes, sum(c.num_seeds for c in runs)), 0
+  while left:
+    r, i = i % len(runs), i + 1
+    if seeds[r] < runs[r].num_seeds:
+      seeds[r], left = seeds[r] + 1, left - 1
+  return [dataclasses.replace(c, num_seeds=n, seed_batch=lanes,
+                              replay_capacity=FLAGS.grid_capacity,
+                              warmup_steps=FLAGS.batch_size)
+          for c, n in zip(runs, seeds) if n]
+
+
 def grouped_step(lanes: int, steps: int) -> dict[str, Any]:
-  """The training step of ``lanes`` lanes of ``--grid_task`` with K = 3 in one program."""
+  """The training step of the group ``grid_group(lanes)`` (its runs' own variants and
+  settings, as ``sweep --group`` trains them), all lanes in one batch."""
   import jax  # pylint: disable=g-import-not-at-top
-  from piekd_mjx import config as config_lib  # pylint: disable=g-import-not-at-top
   from piekd_mjx import train  # pylint: disable=g-import-not-at-top
-  config = config_lib.apply_variant(config_lib.Config(
-      env=FLAGS.grid_task, variant='ensemble_sac', num_seeds=lanes, seed_batch=lanes,
-      replay_capacity=FLAGS.grid_capacity, warmup_steps=FLAGS.batch_size), set())
-  trainer = train.make_trainer(config)
+  configs = grid_group(lanes)
+  trainer = train.make_group_trainer(configs)
   start = time.perf_counter()
   state = trainer.init()
   state, metrics = trainer.collect(state, FLAGS.batch_size)  # compiles the step
@@ -205,7 +220,8 @@ def grouped_step(lanes: int, steps: int) -> dict[str, Any]:
     holder[0], metrics = trainer.train(holder[0], steps)
     return metrics
 
-  return {**timed(call, (), steps), 'init_and_warmup_first_call_s': compile_s}
+  return {**timed(call, (), steps), 'init_and_warmup_first_call_s': compile_s,
+          'runs': [f'{c.variant} S={c.num_seeds}' for c in configs]}
 
 
 class Results:

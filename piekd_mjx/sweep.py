@@ -457,6 +457,7 @@ class Group:
 
   runs: tuple[RunStatus, ...]
   directory: str  # where the group's checkpoints (and log) go
+  split: bool = False  # part of a group whose replay buffers did not fit at once
 
   @property
   def lanes(self) -> int:
@@ -537,6 +538,7 @@ def plan_groups(root: str, listed: Sequence[RunStatus], enabled: bool,
     per_lane = config.replay_capacity * bytes_per_transition(config)
     max_lanes = max(1, (available - MEMORY_MARGIN_BYTES) // max(per_lane, 1))
     part: list[RunStatus] = []
+    split = sum(s.config.num_seeds for s in members) > max_lanes
     for status in members + [None]:
       if part and (status is None or sum(s.config.num_seeds for s in part)
                    + status.config.num_seeds > max_lanes):
@@ -544,7 +546,7 @@ def plan_groups(root: str, listed: Sequence[RunStatus], enabled: bool,
           groups.append(Group((part[0],), part[0].run_dir))
         else:
           groups.append(Group(tuple(part), os.path.join(
-              root, GROUPS, group_name([s.config for s in part]))))
+              root, GROUPS, group_name([s.config for s in part])), split))
         part = []
       if status is not None:
         part.append(status)
@@ -562,9 +564,10 @@ def print_groups(groups: Sequence[Group], bytes_per_transition, available: int,
   for group in grouped:
     config = group.runs[0].config
     memory = group.lanes * config.replay_capacity * bytes_per_transition(config)
+    note = ' (split: the whole group\'s buffers do not fit)' if group.split else ''
     print(f'  {group.name}: {len(group.runs)} runs, L={group.lanes} lanes, replay '
-          f'{_gib(memory)}: ' + ', '.join(os.path.basename(s.run_dir) for s in group.runs),
-          flush=True)
+          f'{_gib(memory)}{note}: '
+          + ', '.join(os.path.basename(s.run_dir) for s in group.runs), flush=True)
 
 
 # -- running -----------------------------------------------------------------------------

@@ -36,6 +36,8 @@ def test_device_benchmark_measures_every_part_and_projects_the_grid(tmp_path):
   assert [r['lanes'] for r in by_kind['update']] == [1, 2]
   # The grid's inverted_pendulum runs with K = 3: ensemble_sac and piekd, 2 seeds each.
   assert [r['lanes'] for r in by_kind['step']] == [2]
+  # Trimmed to the 2 lanes measured: a seed of each run, grouped as the sweep groups them.
+  assert by_kind['step'][0]['runs'] == ['ensemble_sac S=1', 'piekd S=1']
   for row in by_kind['env'] + by_kind['update'] + by_kind['step']:
     assert row['status'] == 'ok', row
     assert row['ms_per_step'] > 0 and row['first_call_s'] > 0

@@ -255,6 +255,7 @@ def test_groups_are_runs_of_one_program_split_to_fit_memory(tmp_path):
   split = sweep.plan_groups(root, listed, True, lambda c: row,
                             4 * lane + sweep.MEMORY_MARGIN_BYTES)
   assert names(split) == [[0, 1], [2, 4], [3]]
+  assert [g.split for g in split] == [True, True, False]
   # A group an earlier sweep checkpointed forms again, whatever the new runs; a run cut
   # while training alone resumes alone.
   started = os.path.join(root, 'groups', 'earlier')
