@@ -22,6 +22,10 @@ parts of that latency on the default device and projects the paper's time from t
    device, so the paper takes the sum over groups of ``total_steps x step``.
    Evaluation and phases are left out of the projection (their share is measured in
    docs/BENCHMARKS.md).
+5. ``equality``: the first run of that group, trained with the other lanes batched,
+   against the same run trained alone: the largest difference of its members after
+   ``--steps`` steps (batched kernels differ in rounding; with one lane at a time, a
+   CPU's way, they are bit-equal).
 
 Every figure is written to ``--out`` as soon as it is measured, so a cut run keeps
 what it measured; ``--budget_s`` stops starting new measurements after that many
@@ -224,6 +228,29 @@ def grouped_step(lanes: int, steps: int) -> dict[str, Any]:
           'runs': [f'{c.variant} S={c.num_seeds}' for c in configs]}
 
 
+def lane_equality(lanes: int, steps: int) -> dict[str, Any]:
+  """Run 0 of the group ``grid_group(lanes)`` (its lanes batched with the others')
+  against the same run trained alone (its own seeds batched): the largest difference of
+  the members' leaves after one minibatch of warm-up and ``steps`` training steps."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+  configs = grid_group(lanes)
+  first = configs[0]
+  trainers = (train.make_group_trainer(configs),
+              train.make_trainer(dataclasses.replace(first, seed_batch=first.num_seeds)))
+  members = []
+  for trainer in trainers:
+    state = trainer.init()
+    state, _ = trainer.collect(state, FLAGS.batch_size)
+    state, _ = trainer.train(state, steps)
+    members.append(jax.tree.map(lambda x: np.asarray(x)[:first.num_seeds], state.members))
+  diffs = [float(np.abs(a - b).max()) for a, b in zip(*map(jax.tree.leaves, members))]
+  return {'run': first.variant, 'seeds': first.num_seeds, 'max_abs_diff': max(diffs),
+          'bit_equal_leaves': sum(d == 0 for d in diffs), 'leaves': len(diffs)}
+
+
 class Results:
   """The JSON of this run, written after every measurement."""
 
@@ -357,6 +384,9 @@ def main(argv):
     parts = _nearest(env_ms[FLAGS.grid_task], lanes)[1] + _nearest(update_ms[3], lanes)[1]
     overhead = figures['ms_per_step'] / parts
   project(results, env_ms, update_ms, overhead)
+  measure(results, {'kind': 'equality', 'task': FLAGS.grid_task, 'K': 3, 'lanes': lanes,
+                    'steps': steps, 'capacity': FLAGS.grid_capacity},
+          lambda: lane_equality(lanes, steps))
   results.data['seconds'] = time.time() - _START
   results.write()
 

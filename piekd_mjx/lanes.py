@@ -116,27 +116,34 @@ def at_lanes(fn: Callable, written: Any, read: Any, shared: Any, lanes: jax.Arra
   ``lanes`` [n] only.
 
   ``written`` and ``read`` have leaves [L]; only the rows of ``lanes`` are gathered,
-  and only they are written back (a scatter into the donated arrays, in place): the
-  other lanes are neither touched nor copied. ``batch == 1`` runs the lanes one after
-  another (the CPU's way); otherwise the n lanes are one vmap. Returns the new
-  ``written`` [L] and ``out`` [n, ...].
+  and only they are scattered back (into the donated arrays, in place): the other
+  lanes are neither touched nor copied. ``batch == 1`` (the CPU's way, each lane's
+  computation that of a lane alone) and a single lane run the gathered lanes one after
+  another; otherwise they are one vmap. Returns the new ``written`` [L] and ``out``
+  [n, ...].
   """
-  if batch != 1:
-    take = lambda x: x[lanes]
-    new, out = jax.vmap(fn, in_axes=(0, 0, None, 0))(
-        jax.tree.map(take, written), jax.tree.map(take, read), shared, lanes)
-    written = jax.tree.map(lambda x, y: x.at[lanes].set(y, unique_indices=True),
-                           written, new)
-    return written, out
-  one = lambda tree, lane: jax.tree.map(lambda x: x[lane], tree)
-  out_shape = jax.eval_shape(fn, one(written, 0), one(read, 0), shared, lanes[0])[1]
-  outs = jax.tree.map(lambda s: jnp.zeros(lanes.shape + s.shape, s.dtype), out_shape)
+  take = lambda x: x[lanes]
+  # The barrier keeps XLA from fusing the gather into its readers, which would read the
+  # [L] arrays after the scatter writes them and so make it copy them whole first.
+  part_written, part_read = jax.lax.optimization_barrier(
+      (jax.tree.map(take, written), jax.tree.map(take, read)))
+  if batch != 1 and lanes.shape[0] > 1:
+    new, out = jax.vmap(fn, in_axes=(0, 0, None, 0))(part_written, part_read, shared, lanes)
+  else:
+    one = lambda tree, i: jax.tree.map(lambda x: x[i], tree)
+    out_shape = jax.eval_shape(fn, one(part_written, 0), one(part_read, 0), shared,
+                               lanes[0])[1]
+    outs = jax.tree.map(lambda s: jnp.zeros(lanes.shape + s.shape, s.dtype), out_shape)
 
-  def body(i, carry):
-    written, outs = carry
-    lane = lanes[i]
-    new, out = fn(one(written, lane), one(read, lane), shared, lane)
-    written = jax.tree.map(lambda x, y: x.at[lane].set(y), written, new)
-    return written, jax.tree.map(lambda o, y: o.at[i].set(y), outs, out)
+    def body(i, carry):
+      part, outs = carry
+      new, out = fn(one(part, i), one(part_read, i), shared, lanes[i])
+      part = jax.tree.map(lambda x, y: x.at[i].set(y), part, new)
+      return part, jax.tree.map(lambda o, y: o.at[i].set(y), outs, out)
 
-  return jax.lax.fori_loop(0, lanes.shape[0], body, (written, outs))
+    # A trip count from the data: a loop of one known trip is inlined, and XLA then fuses
+    # the gather into its readers past the barrier (copying the [L] arrays whole).
+    count = jnp.sum(lanes >= 0)
+    new, out = jax.lax.fori_loop(0, count, body, (part_written, outs))
+  written = jax.tree.map(lambda x, y: x.at[lanes].set(y, unique_indices=True), written, new)
+  return written, out

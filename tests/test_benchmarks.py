@@ -57,5 +57,8 @@ def test_device_benchmark_measures_every_part_and_projects_the_grid(tmp_path):
   assert k3['step_ms'] == pytest.approx(projection['overhead'] * (env[2] + update[2]) * 2)
   k1 = groups[('inverted_pendulum', 1)]
   assert k1['step_ms'] == pytest.approx(projection['overhead'] * (env[2] + update[2] / 3))
+  (equality,) = by_kind['equality']
+  assert equality['status'] == 'ok' and equality['run'] == 'ensemble_sac', equality
+  assert 0 <= equality['max_abs_diff'] < 1e-3 and equality['leaves'] > 0
   assert projection['hours'] == pytest.approx(
       sum(g['total_steps'] * g['step_ms'] / 3.6e6 for g in groups.values()))

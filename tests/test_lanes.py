@@ -7,6 +7,7 @@ resumes exactly; and the lane adapters (piekd_mjx/lanes.py) against their defini
 import io
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -143,6 +144,23 @@ def test_a_phase_touches_only_its_lanes(group):
         jax.tree.leaves(after.members), jax.tree.leaves(before.members))]
     assert all(same) == (lane not in (1, 5)), lane
   np.testing.assert_array_equal(after.replay.data, before.replay.data)
+
+
+@pytest.mark.parametrize('batch', [1, 8])
+def test_a_phase_program_copies_no_lane_array(batch, group):
+  # Only the lanes of a phase are gathered and scattered back in place: no array with
+  # the [L] axis (members, buffers) is copied whole, one lane (XLA inlines a loop of one
+  # trip) or several, one after another (batch 1, the CPU's) or vmapped.
+  state = group.init()
+  for config, lanes in ((CONFIGS[0], [0]), (CONFIGS[0], [0, 1, 7]), (CONFIGS[2], [3]),
+                        (CONFIGS[4], [5])):
+    program = train_lib._phase_program(  # pylint: disable=protected-access
+        train_lib.phase_key(config), group.task, batch)
+    text = program.lower(state, group.settings, jnp.asarray(lanes, jnp.int32)).compile(
+        ).as_text()
+    copies = [line for line in text.splitlines()
+              if re.search(r'= \S+\[8,[1-9][^\]]*\]\S* copy\(', line)]
+    assert not copies, (config.variant, lanes, copies[:2])
 
 
 def test_a_group_needs_one_program():
