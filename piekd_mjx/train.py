@@ -522,8 +522,13 @@ def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
 
 def make_group_trainer(configs: Sequence[Config], task: envs.MjxTask | None = None
                        ) -> Trainer:
-  """The jitted programs that train ``configs`` (validated, variants applied, one
-  ``program_key``) as the lanes of one program, run r on lanes ``lane_slices[r]``."""
+  """The jitted programs that train ``configs`` (validated, variants applied) as the
+  lanes of one program, run r on lanes ``lanes.lane_slices(configs)[r]``.
+
+  Raises:
+    ValueError: the runs do not share one ``group_key``, or their ``seed_batch`` does
+      not divide the lanes.
+  """
   configs = tuple(configs)
   if len({group_key(config) for config in configs}) != 1:
     raise ValueError('the runs of a group must share their group_key (task, K, network '

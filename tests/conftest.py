@@ -2,6 +2,7 @@
 are reused across test runs and processes."""
 
 import os
+import shutil
 
 import jax
 import pytest
@@ -26,3 +27,15 @@ def task_cache():
     return cache[(name, solver)]
 
   return get
+
+
+@pytest.fixture
+def killable_cache(tmp_path):
+  """The flag that gives a process the test may SIGKILL a copy of the persistent cache:
+  JAX writes an entry in place, so a kill during a write would leave a truncated entry
+  that crashes every later reader of the shared cache."""
+  source = jax.config.jax_compilation_cache_dir
+  target = tmp_path / 'killable-jax-cache'
+  if source and os.path.isdir(source):
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns('.lockfile'))
+  return f'--jax_cache_dir={target}'

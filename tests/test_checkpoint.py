@@ -444,7 +444,8 @@ def _stopped(process, signum, run_dir) -> int:
   return step
 
 
-def test_killed_then_stopped_runs_resume_exactly(reference, trainer, tmp_path):
+def test_killed_then_stopped_runs_resume_exactly(reference, trainer, tmp_path,
+                                                 killable_cache):
   """One run through every way of stopping it. The CLI, replacing an older run with
   --overwrite, is killed (SIGKILL) after an evaluation; the CLI resumes it and SIGTERM stops it with a checkpoint; a resume in
   process is stopped by SIGINT at its first chunk boundary (the CLI reports a stop by
@@ -456,7 +457,8 @@ def test_killed_then_stopped_runs_resume_exactly(reference, trainer, tmp_path):
   os.remove(run_dir / 'metrics.jsonl')
   (run_dir / 'run.log').write_text('the older run\n')
   with open(tmp_path / 'log.txt', 'w', encoding='utf-8') as log:
-    process = subprocess.Popen(launch_command(run_dir, '--overwrite'), cwd=tmp_path,
+    process = subprocess.Popen(launch_command(run_dir, '--overwrite', killable_cache),
+                               cwd=tmp_path,
                                stdout=log, stderr=subprocess.STDOUT)
     try:
       wait_for_records(run_dir, 1, process)

@@ -97,11 +97,12 @@ def test_two_sweeps_on_one_root_train_each_run_once(two_at_once):
     assert log.count('inverted_pendulum · ') == 1
 
 
-def test_a_killed_and_stopped_sweep_ends_with_the_same_metrics(two_at_once, tmp_path):
+def test_a_killed_and_stopped_sweep_ends_with_the_same_metrics(two_at_once, tmp_path,
+                                                              killable_cache):
   reference, _ = two_at_once
   root = tmp_path / 'root'
   # SIGKILL in the first run, after its second evaluation.
-  process = subprocess.Popen(sweep_command(root), cwd=REPO, stdout=subprocess.DEVNULL,
+  process = subprocess.Popen(sweep_command(root, killable_cache), cwd=REPO, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
   try:
     wait_until(lambda: num_records(root, 0) >= 2, process)
@@ -155,13 +156,13 @@ def test_the_report_of_a_sweep_reads_its_runs(two_at_once, tmp_path):
 
 
 def test_a_grouped_sweep_killed_and_run_again_ends_with_the_metrics_of_the_runs_alone(
-    two_at_once, tmp_path):
+    two_at_once, tmp_path, killable_cache):
   # --group trains the two runs (K = 3, the same program) as the 4 lanes of one; killed
   # by SIGKILL after a record and run again, each run's records are those of the runs
   # trained alone.
   reference, _ = two_at_once
   root = tmp_path / 'root'
-  process = subprocess.Popen(sweep_command(root, '--group'), cwd=REPO,
+  process = subprocess.Popen(sweep_command(root, '--group', killable_cache), cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   try:
     wait_until(lambda: num_records(root, 1) >= 2, process)
