@@ -123,10 +123,7 @@ def at_lanes(fn: Callable, written: Any, read: Any, shared: Any, lanes: jax.Arra
   [n, ...].
   """
   take = lambda x: x[lanes]
-  # The barrier keeps XLA from fusing the gather into its readers, which would read the
-  # [L] arrays after the scatter writes them and so make it copy them whole first.
-  part_written, part_read = jax.lax.optimization_barrier(
-      (jax.tree.map(take, written), jax.tree.map(take, read)))
+  part_written, part_read = jax.tree.map(take, written), jax.tree.map(take, read)
   if batch != 1 and lanes.shape[0] > 1:
     new, out = jax.vmap(fn, in_axes=(0, 0, None, 0))(part_written, part_read, shared, lanes)
   else:
