@@ -139,7 +139,7 @@ def at_lanes(fn: Callable, written: Any, read: Any, shared: Any, lanes: jax.Arra
       return part, jax.tree.map(lambda o, y: o.at[i].set(y), outs, out)
 
     # A trip count from the data: a loop of one known trip is inlined, and XLA then fuses
-    # the gather into its readers past the barrier (copying the [L] arrays whole).
+    # the gather into its readers, copying the [L] arrays whole (test_lanes reads this).
     count = jnp.sum(lanes >= 0)
     new, out = jax.lax.fori_loop(0, count, body, (part_written, outs))
   written = jax.tree.map(lambda x, y: x.at[lanes].set(y, unique_indices=True), written, new)
