@@ -86,17 +86,14 @@ class Stopped(Exception):
 
 
 class _Evaluation:
-  """An evaluation that has started: each run's record of its step without the
-  returns, the actors it scores (leaves [L, K, ...]) and each run's returns to come
-  ([S, K, E] and seconds)."""
+  """An evaluation that has started at ``step``: each run's record of it without the
+  returns (None for a run whose record is already in its ``metrics.jsonl``), the
+  actors it scores (leaves [L, K, ...]) and each run's returns to come ([S, K, E] and
+  seconds)."""
 
-  def __init__(self, records: list[dict[str, Any]], actors: Any,
+  def __init__(self, step: int, records: list[dict[str, Any] | None], actors: Any,
                returns: concurrent.futures.Future):
-    self.records, self.actors, self.returns = records, actors, returns
-
-  @property
-  def step(self) -> int:
-    return self.records[0]['step']
+    self.step, self.records, self.actors, self.returns = step, records, actors, returns
 
 
 def _evaluate(trainer: train_lib.Trainer, actors: Any, step: int,
@@ -374,8 +371,12 @@ def _restore(configs: list[Config], run_dirs: list[str],
     _drop_records_after(run_dir, progress.step, output.log)
   output.log(f'resumed from {checkpointer.path(progress.step)} at step {progress.step:,}')
   records = host.get(PENDING_EVALUATION)
-  if records is None or actors is None or all(
-      progress.step in rundir.record_steps(d) for d in run_dirs):
+  if records is None or actors is None:
+    return state, progress, None
+  # The runs whose record was written before the process that started it was lost.
+  records = [None if record is None or progress.step in rundir.record_steps(d) else record
+             for record, d in zip(records, run_dirs)]
+  if all(record is None for record in records):
     return state, progress, None
   output.log(f'the evaluation of step {progress.step:,} had not written its record; it '
              'runs again')
@@ -415,7 +416,7 @@ class _Loop:
     try:
       self.writers = [MetricsWriter(d) for d in self.run_dirs]
       if pending is not None:
-        self.evaluation = _Evaluation(pending[0], pending[1], _evaluate(
+        self.evaluation = _Evaluation(progress.step, pending[0], pending[1], _evaluate(
             self.trainer, pending[1], progress.step, config.eval_overlap))
       for event, phase_runs in events:
         for num_steps, learn in schedule.chunks(progress.step, event.step,
@@ -495,7 +496,7 @@ class _Loop:
     records = [_eval_record(state, progress, now - self.origin, rate, lanes, r)
                for r, lanes in enumerate(self.trainer.lanes)]
     actors, _ = train_lib.evaluation_inputs(state)
-    self.evaluation = _Evaluation(records, actors, _evaluate(
+    self.evaluation = _Evaluation(step, records, actors, _evaluate(
         self.trainer, actors, step, self.config.eval_overlap))
     if not self.config.eval_overlap:
       self.finish_evaluation()
@@ -527,7 +528,7 @@ class _Loop:
       _check_finite(finite, 'returns', lambda s, k: step, self.good_checkpoint, self.where)
     for r, (record, returns, (_, eval_seconds)) in enumerate(
         zip(evaluation.records, means, results)):
-      if step in rundir.record_steps(self.run_dirs[r]):
+      if record is None:
         continue  # written before the process that started it was lost
       record = _with_returns(record, returns, eval_seconds, wait_seconds)
       self.writers[r].write(record)

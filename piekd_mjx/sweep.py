@@ -477,9 +477,15 @@ def group_name(configs: Sequence[Config]) -> str:
   return f'{configs[0].env}-K{configs[0].ensemble_size}-L{lanes}-{digest}'
 
 
-def _has_checkpoint(directory: str) -> bool:
+def _checkpoint_steps(directory: str) -> list[int]:
+  """The steps of the checkpoints in ``directory``'s ``checkpoints/``, oldest first."""
   checkpoints = os.path.join(directory, rundir.CHECKPOINTS)
-  return os.path.isdir(checkpoints) and any(n.isdigit() for n in os.listdir(checkpoints))
+  names = os.listdir(checkpoints) if os.path.isdir(checkpoints) else []
+  return sorted(int(n) for n in names if n.isdigit())
+
+
+def _has_checkpoint(directory: str) -> bool:
+  return bool(_checkpoint_steps(directory))
 
 
 def _started_groups(root: str) -> dict[str, list[str]]:
@@ -607,9 +613,7 @@ def prune(run_dir_: str, keep: str) -> None:
     for name in (rundir.CHECKPOINTS, rundir.CORRUPT):
       shutil.rmtree(os.path.join(run_dir_, name), ignore_errors=True)
     return
-  steps = sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit()) if os.path.isdir(
-      checkpoints) else []
-  for step in steps[:-1]:
+  for step in _checkpoint_steps(run_dir_)[:-1]:
     shutil.rmtree(os.path.join(checkpoints, str(step)))
 
 
