@@ -668,6 +668,7 @@ def train_runs(groups: Sequence[Group], programs: Programs, keep: str) -> int:
   """Trains every group (a run alone, or runs as lanes) one after another; returns the
   exit code."""
   from piekd_mjx import checkpoint  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import executables  # pylint: disable=g-import-not-at-top
   from piekd_mjx import run  # pylint: disable=g-import-not-at-top
   failed, busy = [], []
   with _Signals() as signals:
@@ -691,6 +692,7 @@ def train_runs(groups: Sequence[Group], programs: Programs, keep: str) -> int:
         if signals.caught:
           return _stopped_between(signals.caught[0], number, len(groups))
         config = runs[0].config
+        executables.release_if_crowded()  # room for this group's programs
         try:
           if len(runs) == 1:
             status = runs[0]

@@ -1,5 +1,5 @@
 """Shared test set-up: JAX's persistent compilation cache, so MJX steps compiled once
-are reused across test runs and processes."""
+are reused across test runs and processes, and room for each worker's executables."""
 
 import os
 import shutil
@@ -7,11 +7,22 @@ import shutil
 import jax
 import pytest
 
+from piekd_mjx import executables
+
 jax.config.update(
     'jax_compilation_cache_dir',
     os.environ.get('PIEKD_JAX_CACHE', os.path.expanduser('~/.cache/piekd_mjx/jax')))
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
+
+
+@pytest.fixture(autouse=True)
+def room_for_executables():
+  """After each test, frees the worker's compiled executables when it holds a third
+  of the memory mappings a process may: a worker that keeps every program of the tests
+  it ran passes the limit (piekd_mjx.executables) and crashes inside XLA."""
+  yield
+  executables.release_if_crowded()
 
 
 @pytest.fixture(scope='session')

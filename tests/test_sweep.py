@@ -231,6 +231,27 @@ def test_a_sweep_refuses_a_directory_that_is_not_its_run(tmp_path):
   assert sorted(os.listdir(root / 'runs' / name)) == ['notes.txt']
 
 
+def test_each_group_starts_with_room_for_its_programs(tmp_path, monkeypatch):
+  """The sweep frees the process's executables (when crowded) before every group, so a
+  sweep over many programs never passes the OS's mapping limit."""
+  from piekd_mjx import executables  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import run  # pylint: disable=g-import-not-at-top
+  calls = []
+  monkeypatch.setattr(executables, 'release_if_crowded', lambda: calls.append('room'))
+  monkeypatch.setattr(run, 'run', lambda config, run_dir, **_: calls.append(
+      os.path.basename(run_dir)))
+
+  class Untrained:
+    def trainer(self, config):
+      return None
+
+  dirs = [str(tmp_path / name) for name in ('a', 'b')]
+  groups = [sweep.Group((sweep.status_of(_config(seed=i), d),), d)
+            for i, d in enumerate(dirs)]
+  assert sweep.train_runs(groups, Untrained(), 'last') == 0
+  assert calls == ['room', 'a', 'room', 'b']
+
+
 def test_groups_are_runs_of_one_program_split_to_fit_memory(tmp_path):
   root = str(tmp_path)
   configs = [_config(num_seeds=2), _config(variant='piekd_hardcopy', num_seeds=2),

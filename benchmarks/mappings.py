@@ -1,0 +1,79 @@
+"""The memory mappings a process holds for its compiled programs (piekd_mjx.executables):
+those of each task's jitted reset and step, then of one trainer's programs (init, the
+warm-up and learning chunks, a phase, an evaluation), and what is left after
+``executables.release()``. Linux only (it reads /proc/self/maps).
+
+  python benchmarks/mappings.py --out=docs/benchmarks/mappings-cpu.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from absl import app
+from absl import flags
+
+import machine  # benchmarks/machine.py, beside this script
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list('envs', ['inverted_pendulum', 'hopper', 'humanoid'], 'Tasks.')
+flags.DEFINE_string('trainer_env', 'hopper', "The task of the trainer's programs.")
+flags.DEFINE_string('variant', 'piekd', "The trainer's variant.")
+flags.DEFINE_string('out', '', 'Write the results as JSON here.')
+
+
+def main(argv):
+  del argv
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import config as config_lib  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import executables  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+
+  results = {'limit': executables.mapping_limit(), 'tasks': {}, 'trainer': {},
+             'machine': machine.machine_info(['jax', 'jaxlib', 'mujoco-mjx'])}
+
+  def held(since: int) -> int:
+    return executables.mappings() - since
+
+  for name in FLAGS.envs:
+    task = envs.make(name)
+    start = executables.mappings()
+    state = jax.block_until_ready(jax.jit(task.reset)(jax.random.PRNGKey(0)))
+    reset = held(start)
+    jax.block_until_ready(jax.jit(task.step)(state, jnp.zeros(task.action_size)))
+    results['tasks'][name] = {'reset': reset, 'step': held(start) - reset}
+    executables.release()
+    results['tasks'][name]['left_after_release'] = held(start)
+    print(name, results['tasks'][name], flush=True)
+
+  config = config_lib.apply_variant(config_lib.Config(
+      env=FLAGS.trainer_env, variant=FLAGS.variant, num_seeds=2, warmup_steps=100,
+      replay_capacity=1000, eval_episodes=2, episode_length=100))
+  start = executables.mappings()
+  trainer = train.make_trainer(config)
+  counts = results['trainer']
+  state = jax.block_until_ready(trainer.init())
+  counts['init'] = held(start)
+  state, _ = trainer.collect(state, 100)
+  state, metrics = jax.block_until_ready(trainer.train(state, 10))
+  counts['with_chunk'] = held(start)
+  if trainer.phase is not None:
+    state, _ = trainer.phase(state)
+    counts['with_phase'] = held(start)
+  jax.block_until_ready(trainer.evaluate(state))
+  counts['with_evaluation'] = held(start)
+  executables.release()
+  counts['left_after_release'] = held(start)
+  results['trainer_config'] = {'env': config.env, 'variant': config.variant,
+                               'ensemble_size': config.ensemble_size}
+  print('trainer', counts, flush=True)
+  if FLAGS.out:
+    with open(FLAGS.out, 'w', encoding='utf-8') as f:
+      json.dump(results, f, indent=2)
+
+
+if __name__ == '__main__':
+  app.run(main, argv=sys.argv)
