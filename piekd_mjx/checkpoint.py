@@ -91,7 +91,9 @@ class Checkpointer:
     run_dir: the run directory; checkpoints go to ``<run_dir>/checkpoints``.
     keep: how many of the newest checkpoints to keep.
     abstract_state: the ``TrainState``'s shapes and dtypes,
-      ``jax.eval_shape(trainer.init)``: the target a checkpoint is restored into.
+      ``jax.eval_shape(trainer.init)``, with each leaf's sharding where it has one
+      (``sharding.abstract``; otherwise the first device): the target a checkpoint is
+      restored into, each device reading its own block.
   """
 
   def __init__(self, run_dir: str, keep: int, abstract_state: train_lib.TrainState):
@@ -99,7 +101,9 @@ class Checkpointer:
     self._directory = os.path.abspath(os.path.join(run_dir, CHECKPOINTS))
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     self._abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), abstract_state)
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                       sharding=getattr(x, 'sharding', None) or device),
+        abstract_state)
     # Saves that never finished (the process was killed): orbax removes them below.
     self._partial = sorted(
         name for name in (os.listdir(self._directory) if os.path.isdir(self._directory)

@@ -34,6 +34,9 @@ MAX_REPLAY_CAPACITY = 2**31 - 1
 RESUMABLE_FIELDS = ('total_steps', 'eval_every', 'eval_episodes', 'eval_batch',
                     'eval_overlap', 'log_every', 'checkpoint_every', 'keep_checkpoints',
                     'out_dir')
+# Where a run trains, not which run it is: outside a sweep's run identity (a run's
+# name is the same on any machine), though a run resumes only where it started.
+PLACEMENT_FIELDS = ('num_devices',)
 
 # The valid values of the enum-valued string fields.
 SOLVER_CHOICES = ('faithful', 'fast')
@@ -91,6 +94,10 @@ class Config:
       0, 'Seeds advanced as one vmapped batch, the batches one after another through '
       'each chunk; must divide num_seeds. 0: 1 on a CPU (where the seeds one by one are '
       'faster), all seeds on an accelerator.')
+  num_devices: int = _field(
+      0, 'Devices the lanes (the seeds of the runs trained together) are split over, each '
+      "holding and training its own block of them: 0 for every device of this process; "
+      'the lanes must divide over them.')
   eval_batch: int = _field(
       0, 'Evaluation episodes stepped as one batch: a divisor of eval_episodes (each '
       "member's episodes in groups, one after another; less memory) or 0 for all S*K*E "
@@ -144,7 +151,7 @@ class Config:
       value = getattr(self, name)
       if not _is_int(value) or value <= 0:
         _fail(name, value, 'a positive integer')
-    for name in ('seed', 'warmup_steps', 'seed_batch'):
+    for name in ('seed', 'warmup_steps', 'seed_batch', 'num_devices'):
       value = getattr(self, name)
       if not _is_int(value) or value < 0:
         _fail(name, value, 'a non-negative integer')

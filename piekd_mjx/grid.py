@@ -141,11 +141,13 @@ def parse_arm(spec: str) -> Arm:
 
 
 def identity(config: Config) -> dict[str, Any]:
-  """What makes ``config`` a run of its own: its fields less ``RESUMABLE_FIELDS`` and
-  those its variant ignores (at their defaults), as JSON-ready values."""
+  """What makes ``config`` a run of its own: its fields less ``RESUMABLE_FIELDS``,
+  ``PLACEMENT_FIELDS`` and those its variant ignores (at their defaults), as JSON-ready
+  values."""
   same_run = config_lib.without_ignored(config)
+  left_out = config_lib.RESUMABLE_FIELDS + config_lib.PLACEMENT_FIELDS
   return {name: _jsonable(value) for name, value in dataclasses.asdict(same_run).items()
-          if name not in config_lib.RESUMABLE_FIELDS}
+          if name not in left_out}
 
 
 def run_name(config: Config) -> str:

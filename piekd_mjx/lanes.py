@@ -113,7 +113,8 @@ def in_batches(fn: Callable, per_lane: Any, shared: Any, size: int, batch: int
 def at_lanes(fn: Callable, written: Any, read: Any, shared: Any, lanes: jax.Array,
              batch: int) -> tuple[Any, Any]:
   """``fn(written [], read [], shared, lane) -> (written [], out)`` on the lanes
-  ``lanes`` [n] only.
+  ``lanes`` [n] only (a list that may end in -1s, which stand for no lane: their
+  ``out`` rows are to be ignored).
 
   ``written`` and ``read`` have leaves [L]; only the rows of ``lanes`` are gathered,
   and only they are scattered back (into the donated arrays, in place): the other
@@ -142,5 +143,14 @@ def at_lanes(fn: Callable, written: Any, read: Any, shared: Any, lanes: jax.Arra
     # the gather into its readers, copying the [L] arrays whole (test_lanes reads this).
     count = jnp.sum(lanes >= 0)
     new, out = jax.lax.fori_loop(0, count, body, (part_written, outs))
-  written = jax.tree.map(lambda x, y: x.at[lanes].set(y, unique_indices=True), written, new)
+  at = write_index(lanes, jax.tree.leaves(written)[0].shape[0])
+  written = jax.tree.map(lambda x, y: x.at[at].set(y, mode='drop', unique_indices=True),
+                         written, new)
   return written, out
+
+
+def write_index(lanes: jax.Array, size: int) -> jax.Array:
+  """``lanes`` [n] as the rows of a scatter into [size] with ``mode='drop'``: each -1
+  (no lane) becomes a row of its own past the end, so that it writes nothing."""
+  past = size + jnp.arange(lanes.shape[0], dtype=lanes.dtype)
+  return jnp.where(lanes >= 0, lanes, past)

@@ -60,6 +60,7 @@ from piekd_mjx import config as config_lib
 from piekd_mjx import ensemble as ensemble_lib
 from piekd_mjx import rundir
 from piekd_mjx import schedule
+from piekd_mjx import sharding as sharding_lib
 from piekd_mjx import train as train_lib
 from piekd_mjx.config import Config
 
@@ -136,16 +137,18 @@ class Progress:
   phase_step: tuple[int | None, ...] = (None,)  # each run's step of its last phase
   last_eval_step: int = 0
   wall_time: float = 0.0  # seconds the group has trained for, over all its processes
+  devices: int = 1  # the devices its lanes are split over (sharding.lane_mesh)
 
   @classmethod
-  def start(cls, num_runs: int) -> Progress:
-    return cls(phase_metrics=({},) * num_runs, phase_step=(None,) * num_runs)
+  def start(cls, num_runs: int, devices: int = 1) -> Progress:
+    return cls(phase_metrics=({},) * num_runs, phase_step=(None,) * num_runs,
+               devices=devices)
 
   def to_json(self) -> dict[str, Any]:
     return {'step': self.step, 'trained_steps': self.trained_steps,
             'phase_metrics': [checkpoint_lib.arrays_to_json(m) for m in self.phase_metrics],
             'phase_step': list(self.phase_step), 'last_eval_step': self.last_eval_step,
-            'wall_time': self.wall_time}
+            'wall_time': self.wall_time, 'devices': self.devices}
 
   @classmethod
   def from_json(cls, host: dict[str, Any]) -> Progress:
@@ -154,7 +157,7 @@ class Progress:
                                    for m in host['phase_metrics']),
                phase_step=tuple(host['phase_step']),
                last_eval_step=int(host['last_eval_step']),
-               wall_time=float(host['wall_time']))
+               wall_time=float(host['wall_time']), devices=int(host.get('devices', 1)))
 
 
 def replay_bytes_per_seed(trainer: train_lib.Trainer) -> int:
@@ -308,22 +311,24 @@ def run_group(configs: Sequence[Config], run_dirs: Sequence[str], group_dir: str
       f'{config.env} · {names} · L={num_lanes} K={config.ensemble_size} · '
       f'replay {config.replay_capacity:,} × {trainer.replay.bytes_per_transition} B = '
       f'{per_seed / 2**20:,.1f} MiB per lane ({num_lanes * per_seed / 2**20:,.1f} '
-      f'MiB in all) on {jax.devices()[0].platform}')
+      f'MiB in all) on {sharding_lib.describe(trainer.mesh)}')
   for r, c in enumerate(configs):
     for line in config_lib.ignored_flags(c):
       output.warn(line if len(configs) == 1 else f'{_name(run_dirs[r])}: {line}',
                   only=r if len(configs) > 1 else None)
-  checkpointer = checkpoint_lib.Checkpointer(group_dir, config.keep_checkpoints,
-                                             jax.eval_shape(trainer.init))
+  checkpointer = checkpoint_lib.Checkpointer(
+      group_dir, config.keep_checkpoints,
+      sharding_lib.abstract(jax.eval_shape(trainer.init), trainer.mesh))
   try:
-    state, progress, pending = None, Progress.start(len(configs)), None
+    devices = trainer.mesh.size if trainer.mesh is not None else 1
+    state, progress, pending = None, Progress.start(len(configs), devices), None
     if resume:
-      state, progress, pending = _restore(configs, run_dirs, checkpointer, output)
+      state, progress, pending = _restore(configs, run_dirs, checkpointer, output, devices)
     if state is None:
       state = trainer.init()
     # Fresh and restored states alike are committed to the device, so that every chunk
     # of a run, resumed or not, calls the same compiled program.
-    state = jax.device_put(state, jax.devices()[0])
+    state = trainer.place(state)
     for c, run_dir in zip(configs, run_dirs):
       _write_atomic(os.path.join(run_dir, CONFIG_FILE),
                     json.dumps(dataclasses.asdict(c), indent=2))
@@ -343,21 +348,28 @@ def _name(run_dir: str) -> str:
 
 
 def _restore(configs: list[Config], run_dirs: list[str],
-             checkpointer: checkpoint_lib.Checkpointer, output: _Output
+             checkpointer: checkpoint_lib.Checkpointer, output: _Output, devices: int
              ) -> tuple[train_lib.TrainState | None, Progress, tuple[list, Any] | None]:
   """The newest checkpoint's state, progress and, when the evaluation of its step had
   not written every run's record, that evaluation's (records so far, actors)
   ((None, a fresh Progress, None) without a checkpoint), with every run's
-  ``metrics.jsonl`` cut back to its step."""
+  ``metrics.jsonl`` cut back to its step. A checkpoint of lanes split over another
+  number of ``devices`` is refused: its lanes would be batched otherwise, so the run
+  would not go on as it started."""
   restored = checkpointer.restore(output.warn)
   if restored is None:
     output.warn(f'{checkpointer.directory} has no checkpoint yet; the run starts again '
                 'from step 0')
     for run_dir in run_dirs:
       _drop_records_after(run_dir, 0, output.log)
-    return None, Progress.start(len(configs)), None
+    return None, Progress.start(len(configs), devices), None
   state, host, actors = restored
   progress = Progress.from_json(host)
+  if progress.devices != devices:
+    raise checkpoint_lib.ResumeError(
+        f'--num_devices: the checkpoint in {checkpointer.directory} split its lanes over '
+        f'{progress.devices} device(s), and this run would over {devices}; resume it on '
+        f'{progress.devices} (--num_devices={progress.devices})')
   if len(progress.phase_step) != len(configs):
     raise checkpoint_lib.ResumeError(
         f'the checkpoint in {checkpointer.directory} holds {len(progress.phase_step)} '

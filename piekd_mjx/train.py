@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Callable, NamedTuple, Sequence
 
 import flax.struct
@@ -44,6 +45,7 @@ from piekd_mjx import evaluate as evaluate_lib
 from piekd_mjx import lanes as lanes_lib
 from piekd_mjx import replay as replay_lib
 from piekd_mjx import sac as sac_lib
+from piekd_mjx import sharding as sharding_lib
 from piekd_mjx.config import Config
 from piekd_mjx.envs.wrappers import TrainingWrapper
 
@@ -100,6 +102,9 @@ class Trainer(NamedTuple):
     config: the first run's configuration; configs: every run's.
     lanes: the lanes of each run (``lanes.lane_slices``).
     settings: every lane's ``lanes.Settings``, on the device.
+    mesh: the devices the lanes are split over (``sharding``); None for one device.
+    place: (tree) -> the tree committed where the programs take it: a state, fresh or
+      restored, on its devices (each [L, ...] leaf split over ``mesh``).
   """
 
   init: Callable[[], TrainState]
@@ -117,6 +122,8 @@ class Trainer(NamedTuple):
   configs: tuple[Config, ...]
   lanes: tuple[slice, ...]
   settings: lanes_lib.Settings
+  mesh: sharding_lib.Mesh | None
+  place: Callable[[TrainState], TrainState]
 
 
 def with_precision(precision: str, fn: Callable) -> Callable:
@@ -197,7 +204,7 @@ def evaluation_inputs(state: TrainState) -> tuple[sac_lib.Params, jax.Array]:
 # the run's size, which the group's lanes replace.
 _RUN_FIELDS = ('seed', 'variant', 'total_steps', 'eval_every', 'eval_overlap',
                'log_every', 'checkpoint_every', 'keep_checkpoints', 'out_dir',
-               'distill_interval')
+               'distill_interval', 'num_devices')
 _SCALAR_FIELDS = ('actor_lr', 'critic_lr', 'alpha_lr', 'discount', 'tau', 'init_alpha',
                   'target_entropy_scale')
 _PHASE_FIELDS = ('share', 'teacher', 'distill_data', 'distill_epochs', 'distill_batch_size',
@@ -220,7 +227,7 @@ def program_key(config: Config) -> Config:
 # The host loop's fields that the runs of a group share: one schedule of chunks,
 # evaluations and checkpoints (each run keeps its own phase steps).
 GROUP_FIELDS = ('total_steps', 'eval_every', 'log_every', 'checkpoint_every',
-                'keep_checkpoints', 'eval_overlap')
+                'keep_checkpoints', 'eval_overlap', 'num_devices')
 
 
 def group_key(config: Config) -> tuple:
@@ -459,8 +466,9 @@ def phases(phase: distill.Phase, batch: int, state: TrainState,
   (members, keys), metrics = lanes_lib.at_lanes(
       lane_phase, (state.members, state.key), (state.ensemble, settings), state.replay,
       lanes, batch)
+  at = lanes_lib.write_index(lanes, state.num_phases.shape[0])
   return state.replace(members=members, key=keys,
-                       num_phases=state.num_phases.at[lanes].add(1)), metrics
+                       num_phases=state.num_phases.at[at].add(1, mode='drop')), metrics
 
 
 # -- the programs ---------------------------------------------------------------------
@@ -477,14 +485,43 @@ class _Programs(NamedTuple):
 
 
 @functools.lru_cache(maxsize=None)
-def _lane_programs(key: Config, task: envs.MjxTask, batch: int) -> _Programs:
+def _lane_programs(key: Config, task: envs.MjxTask, batch: int,
+                   mesh: sharding_lib.Mesh | None = None) -> _Programs:
+  """``mesh``: each device runs the programs on its own block of lanes (None: one
+  device)."""
   parts = make_parts(key, task)
-  return _Programs(
-      init=jax.jit(functools.partial(init, parts)),
-      chunk=jax.jit(with_precision(key.matmul_precision,
-                                   functools.partial(chunk, parts, batch)),
-                    donate_argnums=0),
-      finite_params=jax.jit(lambda state: members_finite(state.members)), parts=parts)
+  init_fn = functools.partial(init, parts)
+  chunk_fn = with_precision(key.matmul_precision, functools.partial(chunk, parts, batch))
+  finite_fn = lambda state: members_finite(state.members)
+  if mesh is not None:
+    settings = lanes_lib.settings([key], task.action_size)  # [1]: the specs' example
+    keys = jax.ShapeDtypeStruct((1, 2), jnp.uint32)
+    state = jax.eval_shape(init_fn, keys, settings)
+    init_fn = _over_devices(init_fn, mesh, keys, settings)
+    chunk_fn = _over_devices(chunk_fn, mesh, state, np.int32(1), np.bool_(True), settings)
+    finite_fn = _over_devices(finite_fn, mesh, state)
+  return _Programs(init=jax.jit(init_fn), chunk=jax.jit(_positional(chunk_fn),
+                                                         donate_argnums=0),
+                   finite_params=jax.jit(finite_fn), parts=parts)
+
+
+def _over_devices(fn: Callable, mesh: sharding_lib.Mesh, *example) -> Callable:
+  """``fn`` run by each device of ``mesh`` on its block of every [L, ...] argument and
+  result (``example``: arguments of ``fn``'s structure and ranks)."""
+  out = jax.eval_shape(fn, *example)
+  return sharding_lib.over_devices(fn, mesh, sharding_lib.specs(example),
+                                   sharding_lib.specs(out))
+
+
+def _positional(fn: Callable) -> Callable:
+  """``fn(state, num_steps, learn, settings)`` that also takes its last three by name,
+  as the trainer's partials pass them, with its scalars as arrays."""
+
+  def call(state, num_steps, learn, settings):
+    return fn(state, jnp.asarray(num_steps, jnp.int32), jnp.asarray(learn, jnp.bool_),
+              settings)
+
+  return call
 
 
 @functools.lru_cache(maxsize=None)
@@ -503,14 +540,22 @@ def _evaluation_program(key: Config, task: envs.MjxTask) -> Callable[..., jax.Ar
 
 
 @functools.lru_cache(maxsize=None)
-def _phase_program(key: Config, task: envs.MjxTask, batch: int) -> Callable[..., tuple]:
-  """(state, settings [L], lanes [n]) -> (state, metrics [n]): one phase of the lanes
-  ``lanes``, all of the kind of ``key``."""
+def _phase_program(key: Config, task: envs.MjxTask, batch: int,
+                   mesh: sharding_lib.Mesh | None = None) -> Callable[..., tuple]:
+  """(state, settings [L], lanes) -> (state, metrics): one phase of the lanes ``lanes``,
+  all of the kind of ``key``: lanes [n] and metrics [n, ...]; with ``mesh``, each
+  device's local lanes [D, m] (``sharding.local_lanes``) and metrics [D * m, ...]."""
   parts = _lane_programs(program_key(key), task, 1).parts
   phase = distill.make_phase(key, parts.sac, parts.replay)
-  return jax.jit(with_precision(key.matmul_precision,
-                                functools.partial(phases, phase, batch)),
-                 donate_argnums=0)
+  fn = with_precision(key.matmul_precision, functools.partial(phases, phase, batch))
+  if mesh is not None:
+    settings = lanes_lib.settings([key], task.action_size)
+    state = jax.eval_shape(functools.partial(init, parts),
+                           jax.ShapeDtypeStruct((1, 2), jnp.uint32), settings)
+    local = fn
+    fn = _over_devices(lambda state, settings, lanes: local(state, settings, lanes[0]),
+                       mesh, state, settings, np.zeros((1, 1), np.int32))
+  return jax.jit(fn, donate_argnums=0)
 
 
 def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
@@ -538,16 +583,28 @@ def make_group_trainer(configs: Sequence[Config], task: envs.MjxTask | None = No
   config = configs[0]
   task = task if task is not None else default_task(config.env, config.solver)
   batch = lane_batch(configs)
-  programs = _lane_programs(keys.pop(), task, batch)
+  num_lanes = lanes_lib.num_lanes(configs)
+  mesh = sharding_lib.lane_mesh(config.num_devices)
+  if mesh.size == 1:
+    mesh, device = None, mesh.devices.flat[0]
+    place = lambda tree: jax.device_put(tree, device)
+  else:
+    sharding_lib.check_lanes(num_lanes, mesh)
+    batch = math.gcd(batch, num_lanes // mesh.size)  # of each device's lanes
+    device = mesh.devices.flat[0]  # where evaluations run
+    place = functools.partial(sharding_lib.put, mesh=mesh)
+  programs = _lane_programs(keys.pop(), task, batch, mesh)
   slices = lanes_lib.lane_slices(configs)
-  settings = jax.device_put(lanes_lib.settings(configs, task.action_size))
-  initial_keys = lanes_lib.lane_keys(configs)
+  settings = place(lanes_lib.settings(configs, task.action_size))
+  initial_keys = place(lanes_lib.lane_keys(configs))
   # The base key is an argument, not a constant of the programs, so runs that differ
   # only in --seed share their compiled programs.
   bases = [jax.random.PRNGKey(c.seed) for c in configs]
   evaluations = [_evaluation_program(evaluation_key(c), task) for c in configs]
 
   def evaluate_members(actor_params, step, run: int = 0):
+    # A run's actors (small) on one device, where its evaluation runs as it would alone.
+    actor_params, step = jax.device_put((actor_params, step), device)
     return evaluations[run](bases[run], actor_params, step)
 
   def evaluate(state: TrainState, run: int = 0):
@@ -567,14 +624,24 @@ def make_group_trainer(configs: Sequence[Config], task: envs.MjxTask | None = No
         by_kind.setdefault(distill.phase_kind(configs[run_of_lane[lane]]), []).append(lane)
       merged: dict[str, np.ndarray] = {}
       for kind_lanes in by_kind.values():
-        program = _phase_program(phase_key(configs[run_of_lane[kind_lanes[0]]]), task, batch)
-        state, metrics = program(state, settings, jnp.asarray(kind_lanes, jnp.int32))
-        rows = [lanes.index(lane) for lane in kind_lanes]
+        program = _phase_program(phase_key(configs[run_of_lane[kind_lanes[0]]]), task,
+                                 batch, mesh)
+        if mesh is None:
+          where, at = kind_lanes, jnp.asarray(kind_lanes, jnp.int32)
+        else:  # each device's own lanes, local, then -1s: the result's rows [D * m]
+          local = sharding_lib.local_lanes(kind_lanes, num_lanes, mesh)
+          per_device = num_lanes // mesh.size
+          where = [lane + d * per_device if lane >= 0 else None
+                   for d, row in enumerate(local) for lane in row]
+          at = place(local)
+        state, metrics = program(state, settings, at)
+        rows = [(i, lanes.index(lane)) for i, lane in enumerate(where) if lane is not None]
+        got, put = [i for i, _ in rows], [j for _, j in rows]
         for name, value in metrics.items():
           value = np.asarray(value)
           if name not in merged:
             merged[name] = np.zeros((len(lanes),) + value.shape[1:], value.dtype)
-          merged[name][rows] = value
+          merged[name][put] = value[got]
       return state, merged
 
   return Trainer(
@@ -585,4 +652,4 @@ def make_group_trainer(configs: Sequence[Config], task: envs.MjxTask | None = No
       phase=phase, evaluate=evaluate, evaluate_members=evaluate_members,
       finite_params=programs.finite_params, config=config, task=task,
       sac=programs.parts.sac, replay=programs.parts.replay, configs=configs, lanes=slices,
-      settings=settings)
+      settings=settings, mesh=mesh, place=place)

@@ -1,0 +1,102 @@
+"""Lanes over devices: a ``Mesh`` of one axis, ``LANES``, and every [L, ...] leaf of the
+training state split along it, so each device holds and trains its own block of lanes
+(its replay buffers included) and nothing crosses between devices inside a program.
+
+A lane's computation does not depend on the other lanes (``lanes``), so each device
+runs the one-device program on its L / D lanes (``over_devices``, a ``shard_map``): the
+metrics equal one device's. A phase runs on the lanes due, which the host hands each
+device as its own list of local indices (``local_lanes``). Lanes must divide evenly
+over the devices (``check_lanes``): a padded lane would cost a whole lane's replay
+buffer on its device for nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+LANES = 'lanes'  # the mesh axis the lane axis [L] is split along
+
+
+def lane_mesh(num_devices: int = 0) -> Mesh:
+  """The mesh of the first ``num_devices`` devices (0: all of them) on the ``LANES``
+  axis."""
+  devices = jax.devices()
+  if num_devices < 0 or num_devices > len(devices):
+    raise ValueError(f'--num_devices={num_devices} is invalid: this process has '
+                     f'{len(devices)} {devices[0].platform} device(s); use 0 (all) to '
+                     f'{len(devices)}')
+  return Mesh(np.array(devices[:num_devices or len(devices)]), (LANES,))
+
+
+def check_lanes(num_lanes: int, mesh: Mesh) -> None:
+  """Raises ValueError unless ``num_lanes`` divides over the mesh's devices."""
+  if num_lanes % mesh.size:
+    raise ValueError(f'--num_devices={mesh.size}: the {num_lanes} lanes (seeds of the '
+                     f'runs trained together) do not divide over {mesh.size} devices; '
+                     'use a number of devices that divides them, or seeds that divide '
+                     'over the devices')
+
+
+def spec(leaf: Any) -> PartitionSpec:
+  """The lane axis (the first) split over the devices; a scalar on every device."""
+  return PartitionSpec(LANES) if np.ndim(leaf) else PartitionSpec()
+
+
+def specs(tree: Any) -> Any:
+  """``spec`` of every leaf of ``tree``."""
+  return jax.tree.map(spec, tree)
+
+
+def shardings(tree: Any, mesh: Mesh) -> Any:
+  """The ``NamedSharding`` of every leaf of ``tree`` on ``mesh``."""
+  return jax.tree.map(lambda leaf: NamedSharding(mesh, spec(leaf)), tree)
+
+
+def put(tree: Any, mesh: Mesh) -> Any:
+  """``tree`` on ``mesh``, each leaf split along its lane axis."""
+  return jax.device_put(tree, shardings(tree, mesh))
+
+
+def over_devices(fn: Callable, mesh: Mesh, in_specs: Any, out_specs: Any) -> Callable:
+  """``fn`` run by every device of ``mesh`` on its own block of each argument
+  (``jax.shard_map``); ``fn`` sees the local shapes [L / D, ...]. Without the check of
+  which values vary over the devices: MJX's solver loops mix a lane's values with
+  constants in ways the check refuses, and nothing here is reduced over devices (the
+  one result on every device, the step counter, is the input's plus a constant)."""
+  return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=out_specs,
+                       check_vma=False)
+
+
+def local_lanes(lanes: Sequence[int], num_lanes: int, mesh: Mesh) -> np.ndarray:
+  """[D, m] int32: row d holds the local index on device d of each lane of ``lanes``
+  that device d holds, in order, then -1s (m: the most any device holds)."""
+  per_device = num_lanes // mesh.size
+  rows = [[lane - d * per_device for lane in lanes if lane // per_device == d]
+          for d in range(mesh.size)]
+  width = max(1, max(len(row) for row in rows))
+  out = np.full((mesh.size, width), -1, np.int32)
+  for d, row in enumerate(rows):
+    out[d, :len(row)] = row
+  return out
+
+
+def abstract(tree: Any, mesh: Mesh | None) -> Any:
+  """The shapes and dtypes of ``tree`` (e.g. ``jax.eval_shape``'s), each with its
+  sharding on ``mesh``; ``tree`` itself for one device (None)."""
+  if mesh is None:
+    return tree
+  return jax.tree.map(lambda leaf, s: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=s),
+                      tree, shardings(tree, mesh))
+
+
+def describe(mesh: Mesh | None) -> str:
+  """Where the lanes train, for a run's first log line."""
+  if mesh is None:
+    return f'1 {jax.devices()[0].platform} device'
+  device = mesh.devices.flat[0]
+  return (f'{mesh.size} {device.platform} devices ({", ".join(str(d.id) for d in mesh.devices.flat)}), '
+          f'the lanes split over mesh axis {LANES!r}')

@@ -1,0 +1,130 @@
+"""Lanes split over devices (piekd_mjx/sharding.py): on two CPU devices forced in a
+subprocess, a group's records equal one device's bit for bit (chunks, phases on lanes
+of either device, evaluations), each device holds its own lanes' replay buffers, a
+group resumes from its checkpoint onto the devices exactly, and lanes that do not
+divide over the devices are refused; and the host's lists of each device's lanes."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from piekd_mjx import sharding
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Two runs of two seeds (4 lanes, 2 a device) with phases of two kinds and intervals.
+SCRIPT = textwrap.dedent('''
+    import io, json, os, sys
+    import jax
+    import numpy as np
+    from jax.sharding import PartitionSpec
+    from piekd_mjx import config as config_lib, run as run_lib, train as train_lib
+
+    jax.config.update('jax_compilation_cache_dir', sys.argv[2])
+    assert len(jax.devices()) == 2, jax.devices()
+    SETTING = dict(env='inverted_pendulum', num_seeds=2, ensemble_size=3, hidden_sizes=(8, 8),
+                   total_steps=600, eval_every=300, warmup_steps=200, batch_size=16,
+                   log_every=200, eval_episodes=2, replay_capacity=1000,
+                   checkpoint_every=300, keep_checkpoints=1, distill_data='sample',
+                   distill_sample_batches=2, distill_batch_size=16, distill_interval=300)
+    ARMS = (dict(variant='piekd'), dict(variant='piekd_hardcopy', seed=1, distill_interval=200))
+
+    def configs(devices, **changes):
+      out = []
+      for arm in ARMS:
+        values = {**SETTING, **arm, 'num_devices': devices, **changes}
+        out.append(config_lib.apply_variant(config_lib.Config(**values), frozenset(values)))
+      return out
+
+    def records(run_dir):
+      with open(os.path.join(run_dir, 'metrics.jsonl')) as f:
+        return [{k: v for k, v in json.loads(line).items()
+                 if k not in run_lib.WALL_CLOCK_FIELDS} for line in f]
+
+    def group(devices, root, **kw):
+      dirs = [os.path.join(root, f'run{r}') for r in range(len(ARMS))]
+      log = io.StringIO()
+      run_lib.run_group(configs(devices, **kw.pop('changes', {})), dirs,
+                        os.path.join(root, 'group'), out=log, err=io.StringIO(), **kw)
+      return [records(d) for d in dirs], log.getvalue()
+
+    root = sys.argv[1]
+    one, _ = group(1, os.path.join(root, 'one'))
+    two, log = group(2, os.path.join(root, 'two'))
+    assert "2 cpu devices (0, 1), the lanes split over mesh axis 'lanes'" in log, log
+    assert one == two, (one, two)
+    assert [r['step'] for r in one[0]] == [300, 600] and 'distill/policy_kl_after' in one[0][1]
+
+    # Half the run, then resumed from its checkpoint onto the two devices.
+    half = os.path.join(root, 'half')
+    group(2, half, changes=dict(total_steps=300))
+    resumed, _ = group(2, half, resume=True)
+    assert resumed == one, (resumed, one)
+
+    # Each device holds its own block of every lane leaf, the replay buffers included.
+    trainer = train_lib.make_group_trainer(configs(2))
+    state, _ = trainer.collect(trainer.init(), 5)
+    data = state.replay.data
+    assert data.sharding.spec == PartitionSpec('lanes'), data.sharding
+    assert sorted(s.data.shape[0] for s in data.addressable_shards) == [2, 2]
+    assert {s.device for s in data.addressable_shards} == set(jax.devices())
+    # A phase of lanes of one device only, then of both: as on one device.
+    single = train_lib.make_group_trainer(configs(1))
+    other, _ = single.collect(single.init(), 5)
+    for lanes in ([3], [0, 2, 3]):
+      state, got = trainer.phase(state, lanes)
+      other, want = single.phase(other, lanes)
+      for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(other)):
+      np.testing.assert_array_equal(a, b)
+    try:
+      train_lib.make_group_trainer(configs(2, num_seeds=1)[:1] + configs(2)[1:])
+    except ValueError as e:
+      assert '--num_devices=2' in str(e) and '3 lanes' in str(e), e
+    else:
+      raise AssertionError('3 lanes on 2 devices were not refused')
+    print('ok')
+''')
+
+
+def test_a_group_on_two_devices_equals_one_device(tmp_path):
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
+         'JAX_PLATFORMS': 'cpu'}
+  cache = os.path.join(str(tmp_path), 'jax-cache')  # its own: other flags, other keys
+  done = subprocess.run([sys.executable, '-c', SCRIPT, str(tmp_path), cache], cwd=REPO,
+                        env=env, capture_output=True, text=True, timeout=1200, check=False)
+  assert done.returncode == 0 and done.stdout.strip().endswith('ok'), (
+      done.stdout[-3000:] + done.stderr[-5000:])
+
+
+class _Mesh:
+  """A stand-in for a mesh of ``size`` devices (local_lanes reads only its size)."""
+
+  def __init__(self, size):
+    self.size = size
+
+
+@pytest.mark.parametrize('lanes, num_lanes, devices, expected', [
+    ([3], 4, 2, [[-1], [1]]),
+    ([0, 2, 3], 4, 2, [[0, -1], [0, 1]]),
+    ([1, 4, 5], 6, 3, [[1, -1], [-1, -1], [0, 1]]),
+    ([0, 1, 2], 3, 1, [[0, 1, 2]]),
+])
+def test_local_lanes_are_each_devices_own_in_order(lanes, num_lanes, devices, expected):
+  got = sharding.local_lanes(lanes, num_lanes, _Mesh(devices))
+  np.testing.assert_array_equal(got, expected)
+  # Written out: lane l is device l // (L / D)'s local lane l % (L / D).
+  per_device = num_lanes // devices
+  back = sorted(d * per_device + int(i) for d, row in enumerate(got) for i in row if i >= 0)
+  assert back == sorted(lanes)
+
+
+def test_lanes_that_do_not_divide_are_refused_naming_the_flag():
+  with pytest.raises(ValueError, match=r'--num_devices=2: the 3 lanes'):
+    sharding.check_lanes(3, _Mesh(2))
+  sharding.check_lanes(4, _Mesh(2))
