@@ -1,7 +1,9 @@
 """The memory mappings a process holds for its compiled programs (piekd_mjx.executables):
 those of each task's jitted reset and step, then of one trainer's programs (init, the
 warm-up and learning chunks, a phase, an evaluation), and what is left after
-``executables.release()``. Linux only (it reads /proc/self/maps).
+``executables.release()``. Linux only (it reads /proc/self/maps). The kernel merges
+adjacent mappings of equal permissions, so a program's count depends on what the
+process mapped before it: each measurement runs in a process of its own.
 
   python benchmarks/mappings.py --out=docs/benchmarks/mappings-cpu.json
 """
@@ -9,7 +11,10 @@ warm-up and learning chunks, a phase, an evaluation), and what is left after
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import tempfile
 
 from absl import app
 from absl import flags
@@ -18,7 +23,9 @@ import machine  # benchmarks/machine.py, beside this script
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list('envs', ['inverted_pendulum', 'hopper', 'humanoid'], 'Tasks.')
-flags.DEFINE_string('trainer_env', 'hopper', "The task of the trainer's programs.")
+flags.DEFINE_string('trainer_env', 'hopper', "The task of the trainer's programs ('': none).")
+flags.DEFINE_bool('alone', False, 'Measure here (one task, or the trainer) instead of one '
+                  'process per measurement.')
 flags.DEFINE_string('variant', 'piekd', "The trainer's variant.")
 flags.DEFINE_string('out', '', 'Write the results as JSON here.')
 
@@ -34,6 +41,24 @@ def main(argv):
 
   results = {'limit': executables.mapping_limit(), 'tasks': {}, 'trainer': {},
              'machine': machine.machine_info(['jax', 'jaxlib', 'mujoco-mjx'])}
+  if not FLAGS.alone:
+    jobs = [[f'--envs={name}', "--trainer_env="] for name in FLAGS.envs]
+    if FLAGS.trainer_env:
+      jobs.append(['--envs=', f'--trainer_env={FLAGS.trainer_env}'])
+    for job in jobs:
+      with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, 'one.json')
+        subprocess.run([sys.executable, os.path.abspath(__file__), '--alone',
+                        f'--variant={FLAGS.variant}', f'--out={out}', *job], check=True)
+        with open(out, encoding='utf-8') as f:
+          one = json.load(f)
+      results['tasks'].update(one['tasks'])
+      if one['trainer']:
+        results['trainer'], results['trainer_config'] = one['trainer'], one['trainer_config']
+    if FLAGS.out:
+      with open(FLAGS.out, 'w', encoding='utf-8') as f:
+        json.dump(results, f, indent=2)
+    return
 
   def held(since: int) -> int:
     return executables.mappings() - since
@@ -49,6 +74,9 @@ def main(argv):
     results['tasks'][name]['left_after_release'] = held(start)
     print(name, results['tasks'][name], flush=True)
 
+  if not FLAGS.trainer_env:
+    _write(results)
+    return
   config = config_lib.apply_variant(config_lib.Config(
       env=FLAGS.trainer_env, variant=FLAGS.variant, num_seeds=2, warmup_steps=100,
       replay_capacity=1000, eval_episodes=2, episode_length=100))
@@ -70,6 +98,10 @@ def main(argv):
   results['trainer_config'] = {'env': config.env, 'variant': config.variant,
                                'ensemble_size': config.ensemble_size}
   print('trainer', counts, flush=True)
+  _write(results)
+
+
+def _write(results: dict) -> None:
   if FLAGS.out:
     with open(FLAGS.out, 'w', encoding='utf-8') as f:
       json.dump(results, f, indent=2)

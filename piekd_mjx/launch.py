@@ -128,7 +128,12 @@ def main(argv: list[str]) -> None:
       jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
     from piekd_mjx import checkpoint  # pylint: disable=g-import-not-at-top
     from piekd_mjx import run  # pylint: disable=g-import-not-at-top
+    from piekd_mjx import sharding  # pylint: disable=g-import-not-at-top
     from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+    try:
+      sharding.check_run(config.num_devices, config.num_seeds)
+    except ValueError as e:
+      _fail(str(e))
     trainer = train.make_trainer(config)
     try:
       check_memory(config, trainer.replay.bytes_per_transition)

@@ -41,6 +41,12 @@ def check_lanes(num_lanes: int, mesh: Mesh) -> None:
                      'over the devices')
 
 
+def check_run(num_devices: int, num_seeds: int) -> None:
+  """Raises ValueError unless a run of ``num_seeds`` seeds (its lanes when alone) can
+  split over ``num_devices`` (``lane_mesh``)."""
+  check_lanes(num_seeds, lane_mesh(num_devices))
+
+
 def spec(leaf: Any) -> PartitionSpec:
   """The lane axis (the first) split over the devices; a scalar on every device."""
   return PartitionSpec(LANES) if np.ndim(leaf) else PartitionSpec()

@@ -755,11 +755,13 @@ def main(argv: list[str]) -> None:
   except (UsageError, ValueError) as e:
     _fail(str(e))
   programs = Programs()
+  from piekd_mjx import sharding  # pylint: disable=g-import-not-at-top
   try:
     for status in listed:
       if status.state in ('new', 'partial'):
         check_memory(status.config, programs.bytes_per_transition(status.config))
-  except UsageError as e:
+        sharding.check_run(status.config.num_devices, status.config.num_seeds)
+  except (UsageError, ValueError) as e:
     _fail(f'{os.path.basename(status.run_dir)}: {e}')
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.jax_cache_dir:
@@ -768,6 +770,9 @@ def main(argv: list[str]) -> None:
   print_plan(FLAGS.root, figures, listed, programs, FLAGS.keep, FLAGS.calibrate)
   enabled = FLAGS.group if FLAGS.group is not None else jax.default_backend() != 'cpu'
   free, where = available_memory()
+  devices = sharding.lane_mesh(listed[0].config.num_devices).size if listed else 1
+  if devices > 1 and jax.default_backend() != 'cpu':  # each device has its own memory
+    free, where = free * devices, f'{devices} x {where}'
   groups = plan_groups(FLAGS.root, listed, enabled, programs.bytes_per_transition, free)
   print_groups(groups, programs.bytes_per_transition, free, where)
   if FLAGS.dry_run:

@@ -67,6 +67,8 @@ def assert_usage_error(result, *fragments):
     (['--hidden_sizes=8,x'], ['--hidden_sizes=8,x is invalid']),
     (['--num_seeds=two'], ['num_seeds', 'two']),
     (['--no_such_flag=1'], ['no_such_flag']),
+    (['--num_devices=-1'], ['--num_devices=-1 is invalid: must be a non-negative integer']),
+    (['--num_devices=3'], ['--num_devices=3 is invalid: this process has 1 cpu device(s)']),
 ])
 def test_bad_value(args, fragments, tmp_path):
   result = launch([*TINY, *args], tmp_path)
