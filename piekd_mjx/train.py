@@ -494,15 +494,21 @@ def _lane_programs(key: Config, task: envs.MjxTask, batch: int,
   chunk_fn = with_precision(key.matmul_precision, functools.partial(chunk, parts, batch))
   finite_fn = lambda state: members_finite(state.members)
   if mesh is not None:
-    settings = lanes_lib.settings([key], task.action_size)  # [1]: the specs' example
-    keys = jax.ShapeDtypeStruct((1, 2), jnp.uint32)
-    state = jax.eval_shape(init_fn, keys, settings)
+    keys, settings, state = _example(parts, key, task)
     init_fn = _over_devices(init_fn, mesh, keys, settings)
     chunk_fn = _over_devices(chunk_fn, mesh, state, np.int32(1), np.bool_(True), settings)
     finite_fn = _over_devices(finite_fn, mesh, state)
   return _Programs(init=jax.jit(init_fn), chunk=jax.jit(_positional(chunk_fn),
                                                          donate_argnums=0),
                    finite_params=jax.jit(finite_fn), parts=parts)
+
+
+def _example(parts: Parts, key: Config, task: envs.MjxTask) -> tuple:
+  """(keys, settings, state) of one lane, shapes only where it can: the example from
+  which a program's shardings are read (they depend on its leaves' ranks alone)."""
+  settings = lanes_lib.settings([key], task.action_size)
+  keys = jax.ShapeDtypeStruct((1, 2), jnp.uint32)
+  return keys, settings, jax.eval_shape(functools.partial(init, parts), keys, settings)
 
 
 def _over_devices(fn: Callable, mesh: sharding_lib.Mesh, *example) -> Callable:
@@ -549,13 +555,24 @@ def _phase_program(key: Config, task: envs.MjxTask, batch: int,
   phase = distill.make_phase(key, parts.sac, parts.replay)
   fn = with_precision(key.matmul_precision, functools.partial(phases, phase, batch))
   if mesh is not None:
-    settings = lanes_lib.settings([key], task.action_size)
-    state = jax.eval_shape(functools.partial(init, parts),
-                           jax.ShapeDtypeStruct((1, 2), jnp.uint32), settings)
+    _, settings, state = _example(parts, key, task)
     local = fn
     fn = _over_devices(lambda state, settings, lanes: local(state, settings, lanes[0]),
                        mesh, state, settings, np.zeros((1, 1), np.int32))
   return jax.jit(fn, donate_argnums=0)
+
+
+def _phase_lanes(lanes: list[int], num_lanes: int, mesh: sharding_lib.Mesh | None
+                 ) -> tuple[np.ndarray, list[int | None]]:
+  """A phase program's lanes argument for ``lanes`` and the lane of each row of its
+  metrics (None: a padding row): ``lanes`` themselves on one device; with ``mesh``,
+  each device's own lanes as local indices, -1 padded ([D, m]; metrics [D * m])."""
+  if mesh is None:
+    return np.asarray(lanes, np.int32), list(lanes)
+  local = sharding_lib.local_lanes(lanes, num_lanes, mesh)
+  per_device = num_lanes // mesh.size
+  return local, [lane + d * per_device if lane >= 0 else None
+                 for d, row in enumerate(local) for lane in row]
 
 
 def make_trainer(config: Config, task: envs.MjxTask | None = None) -> Trainer:
@@ -591,10 +608,12 @@ def make_group_trainer(configs: Sequence[Config], task: envs.MjxTask | None = No
   else:
     sharding_lib.check_lanes(num_lanes, mesh)
     batch = math.gcd(batch, num_lanes // mesh.size)  # of each device's lanes
-    device = mesh.devices.flat[0]  # where evaluations run
     place = functools.partial(sharding_lib.put, mesh=mesh)
   programs = _lane_programs(keys.pop(), task, batch, mesh)
   slices = lanes_lib.lane_slices(configs)
+  # Each run's evaluation runs on the device of its first lane.
+  devices = [device if mesh is None else
+             mesh.devices.flat[s.start // (num_lanes // mesh.size)] for s in slices]
   settings = place(lanes_lib.settings(configs, task.action_size))
   initial_keys = place(lanes_lib.lane_keys(configs))
   # The base key is an argument, not a constant of the programs, so runs that differ
@@ -604,7 +623,7 @@ def make_group_trainer(configs: Sequence[Config], task: envs.MjxTask | None = No
 
   def evaluate_members(actor_params, step, run: int = 0):
     # A run's actors (small) on one device, where its evaluation runs as it would alone.
-    actor_params, step = jax.device_put((actor_params, step), device)
+    actor_params, step = jax.device_put((actor_params, step), devices[run])
     return evaluations[run](bases[run], actor_params, step)
 
   def evaluate(state: TrainState, run: int = 0):
@@ -626,15 +645,8 @@ def make_group_trainer(configs: Sequence[Config], task: envs.MjxTask | None = No
       for kind_lanes in by_kind.values():
         program = _phase_program(phase_key(configs[run_of_lane[kind_lanes[0]]]), task,
                                  batch, mesh)
-        if mesh is None:
-          where, at = kind_lanes, jnp.asarray(kind_lanes, jnp.int32)
-        else:  # each device's own lanes, local, then -1s: the result's rows [D * m]
-          local = sharding_lib.local_lanes(kind_lanes, num_lanes, mesh)
-          per_device = num_lanes // mesh.size
-          where = [lane + d * per_device if lane >= 0 else None
-                   for d, row in enumerate(local) for lane in row]
-          at = place(local)
-        state, metrics = program(state, settings, at)
+        at, where = _phase_lanes(kind_lanes, num_lanes, mesh)
+        state, metrics = program(state, settings, place(at))
         rows = [(i, lanes.index(lane)) for i, lane in enumerate(where) if lane is not None]
         got, put = [i for i, _ in rows], [j for _, j in rows]
         for name, value in metrics.items():

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
 
@@ -25,6 +26,7 @@ SCRIPT = textwrap.dedent('''
     from piekd_mjx import config as config_lib, run as run_lib, train as train_lib
 
     jax.config.update('jax_compilation_cache_dir', sys.argv[2])
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
     assert len(jax.devices()) == 2, jax.devices()
     SETTING = dict(env='inverted_pendulum', num_seeds=2, ensemble_size=3, hidden_sizes=(8, 8),
                    total_steps=600, eval_every=300, warmup_steps=200, batch_size=16,
@@ -95,7 +97,7 @@ SCRIPT = textwrap.dedent('''
 def test_a_group_on_two_devices_equals_one_device(tmp_path):
   env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
          'JAX_PLATFORMS': 'cpu'}
-  cache = os.path.join(str(tmp_path), 'jax-cache')  # its own: other flags, other keys
+  cache = jax.config.jax_compilation_cache_dir  # the suite's (conftest.py)
   done = subprocess.run([sys.executable, '-c', SCRIPT, str(tmp_path), cache], cwd=REPO,
                         env=env, capture_output=True, text=True, timeout=1200, check=False)
   assert done.returncode == 0 and done.stdout.strip().endswith('ok'), (
