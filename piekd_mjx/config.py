@@ -96,8 +96,8 @@ class Config:
       'faster), all seeds on an accelerator.')
   num_devices: int = _field(
       0, 'Devices the lanes (the seeds of the runs trained together) are split over, each '
-      "holding and training its own block of them: 0 for every device of this process; "
-      'the lanes must divide over them.')
+      'holding and training its own block of them; the lanes must divide over them. 0: '
+      'as many of the devices of this process as divide the lanes (all when they do).')
   eval_batch: int = _field(
       0, 'Evaluation episodes stepped as one batch: a divisor of eval_episodes (each '
       "member's episodes in groups, one after another; less memory) or 0 for all S*K*E "

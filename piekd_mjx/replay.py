@@ -206,4 +206,5 @@ def make_replay(capacity: int, example: Any) -> Replay:
 
   return Replay(
       init=init, add=add, sample=sample, get=get, add_at=add_at, sample_at=sample_at,
-      get_at=get_at, sample_indices=sample_indices, capacity=capacity, layout=layout, bytes_per_transition=4 * layout.width)
+      get_at=get_at, sample_indices=sample_indices, capacity=capacity, layout=layout,
+      bytes_per_transition=4 * layout.width)

@@ -21,15 +21,17 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 LANES = 'lanes'  # the mesh axis the lane axis [L] is split along
 
 
-def lane_mesh(num_devices: int = 0) -> Mesh:
-  """The mesh of the first ``num_devices`` devices (0: all of them) on the ``LANES``
-  axis."""
+def lane_mesh(num_devices: int, num_lanes: int) -> Mesh:
+  """The mesh of the first ``num_devices`` devices on the ``LANES`` axis; 0: as many as
+  divide ``num_lanes`` (every device when they do)."""
   devices = jax.devices()
   if num_devices < 0 or num_devices > len(devices):
     raise ValueError(f'--num_devices={num_devices} is invalid: this process has '
-                     f'{len(devices)} {devices[0].platform} device(s); use 0 (all) to '
-                     f'{len(devices)}')
-  return Mesh(np.array(devices[:num_devices or len(devices)]), (LANES,))
+                     f'{len(devices)} {devices[0].platform} device(s); use 0 (as many as '
+                     f'divide the lanes) to {len(devices)}')
+  if not num_devices:
+    num_devices = max(d for d in range(1, len(devices) + 1) if num_lanes % d == 0)
+  return Mesh(np.array(devices[:num_devices]), (LANES,))
 
 
 def check_lanes(num_lanes: int, mesh: Mesh) -> None:
@@ -44,7 +46,7 @@ def check_lanes(num_lanes: int, mesh: Mesh) -> None:
 def check_run(num_devices: int, num_seeds: int) -> None:
   """Raises ValueError unless a run of ``num_seeds`` seeds (its lanes when alone) can
   split over ``num_devices`` (``lane_mesh``)."""
-  check_lanes(num_seeds, lane_mesh(num_devices))
+  check_lanes(num_seeds, lane_mesh(num_devices, num_seeds))
 
 
 def spec(leaf: Any) -> PartitionSpec:
@@ -103,6 +105,6 @@ def describe(mesh: Mesh | None) -> str:
   """Where the lanes train, for a run's first log line."""
   if mesh is None:
     return f'1 {jax.devices()[0].platform} device'
-  device = mesh.devices.flat[0]
-  return (f'{mesh.size} {device.platform} devices ({", ".join(str(d.id) for d in mesh.devices.flat)}), '
-          f'the lanes split over mesh axis {LANES!r}')
+  ids = ', '.join(str(d.id) for d in mesh.devices.flat)
+  return (f'{mesh.size} {mesh.devices.flat[0].platform} devices ({ids}), the lanes split '
+          f'over mesh axis {LANES!r}')

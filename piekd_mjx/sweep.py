@@ -770,9 +770,6 @@ def main(argv: list[str]) -> None:
   print_plan(FLAGS.root, figures, listed, programs, FLAGS.keep, FLAGS.calibrate)
   enabled = FLAGS.group if FLAGS.group is not None else jax.default_backend() != 'cpu'
   free, where = available_memory()
-  devices = sharding.lane_mesh(listed[0].config.num_devices).size if listed else 1
-  if devices > 1 and jax.default_backend() != 'cpu':  # each device has its own memory
-    free, where = free * devices, f'{devices} x {where}'
   groups = plan_groups(FLAGS.root, listed, enabled, programs.bytes_per_transition, free)
   print_groups(groups, programs.bytes_per_transition, free, where)
   if FLAGS.dry_run:

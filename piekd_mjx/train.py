@@ -601,7 +601,7 @@ def make_group_trainer(configs: Sequence[Config], task: envs.MjxTask | None = No
   task = task if task is not None else default_task(config.env, config.solver)
   batch = lane_batch(configs)
   num_lanes = lanes_lib.num_lanes(configs)
-  mesh = sharding_lib.lane_mesh(config.num_devices)
+  mesh = sharding_lib.lane_mesh(config.num_devices, num_lanes)
   if mesh.size == 1:
     mesh, device = None, mesh.devices.flat[0]
     place = lambda tree: jax.device_put(tree, device)

@@ -1,8 +1,10 @@
 """Lanes split over devices (piekd_mjx/sharding.py): on two CPU devices forced in a
-subprocess, a group's records equal one device's bit for bit (chunks, phases on lanes
-of either device, evaluations), each device holds its own lanes' replay buffers, a
-group resumes from its checkpoint onto the devices exactly, and lanes that do not
-divide over the devices are refused; and the host's lists of each device's lanes."""
+subprocess, a group's records equal one device's (chunks, phases on lanes of either
+device, evaluations; bit for bit with jax 0.9, to float32 rounding with 0.10), each
+device holds its own lanes' state and replay buffers, a group resumes from its
+checkpoint onto the devices, lanes that do not divide over the devices given are
+refused and 0 devices takes as many as divide them; and the host's lists of each
+device's lanes."""
 
 import os
 import subprocess
@@ -42,6 +44,16 @@ SCRIPT = textwrap.dedent('''
         out.append(config_lib.apply_variant(config_lib.Config(**values), frozenset(values)))
       return out
 
+    def assert_same(a, b):
+      # Equal but for float32 rounding: jax 0.10 compiles the per-device programs to
+      # code that rounds a few SAC metrics differently (up to 2e-6 here), 0.9 does not.
+      assert [[r['step'] for r in x] for x in a] == [[r['step'] for r in x] for x in b]
+      for p, q in zip(sum(a, []), sum(b, [])):
+        assert p.keys() == q.keys(), (p.keys(), q.keys())
+        for k in p:
+          np.testing.assert_allclose(np.asarray(p[k], float), np.asarray(q[k], float),
+                                     rtol=1e-5, atol=1e-6, err_msg=f"{p['step']} {k}")
+
     def records(run_dir):
       with open(os.path.join(run_dir, 'metrics.jsonl')) as f:
         return [{k: v for k, v in json.loads(line).items()
@@ -58,14 +70,14 @@ SCRIPT = textwrap.dedent('''
     one, _ = group(1, os.path.join(root, 'one'))
     two, log = group(2, os.path.join(root, 'two'))
     assert "2 cpu devices (0, 1), the lanes split over mesh axis 'lanes'" in log, log
-    assert one == two, (one, two)
+    assert_same(one, two)
     assert [r['step'] for r in one[0]] == [300, 600] and 'distill/policy_kl_after' in one[0][1]
 
     # Half the run, then resumed from its checkpoint onto the two devices.
     half = os.path.join(root, 'half')
     group(2, half, changes=dict(total_steps=300))
     resumed, _ = group(2, half, resume=True)
-    assert resumed == one, (resumed, one)
+    assert_same(resumed, one)
 
     # Each device holds its own block of every lane leaf, the replay buffers included.
     trainer = train_lib.make_group_trainer(configs(2))
@@ -81,15 +93,25 @@ SCRIPT = textwrap.dedent('''
       state, got = trainer.phase(state, lanes)
       other, want = single.phase(other, lanes)
       for name in want:
-        np.testing.assert_array_equal(got[name], want[name])
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(other)):
-      np.testing.assert_array_equal(a, b)
+      np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-5,
+                                 atol=1e-6)
+    # After chunks and phases every lane leaf is still split over the devices (an
+    # empty one holds nothing to split).
+    for leaf in (x for x in jax.tree.leaves(state) if x.size):
+      assert leaf.sharding.spec == (PartitionSpec('lanes') if leaf.ndim else PartitionSpec()), (
+          leaf.shape, leaf.sharding)
+    three = lambda devices: configs(devices, num_seeds=1)[:1] + configs(devices)[1:]
     try:
-      train_lib.make_group_trainer(configs(2, num_seeds=1)[:1] + configs(2)[1:])
+      train_lib.make_group_trainer(three(2))
     except ValueError as e:
       assert '--num_devices=2' in str(e) and '3 lanes' in str(e), e
     else:
       raise AssertionError('3 lanes on 2 devices were not refused')
+    # 0 takes as many devices as divide the lanes: 1 of 2 for 3 lanes, 2 for 4.
+    assert train_lib.make_group_trainer(three(0)).mesh is None
+    assert train_lib.make_group_trainer(configs(0)).mesh.size == 2
     print('ok')
 ''')
 
