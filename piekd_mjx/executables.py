@@ -1,15 +1,15 @@
 """The compiled executables a process holds, kept within what the OS lets it map.
 
 On a CPU every kernel of a live XLA executable holds about three memory mappings of
-its own (code, constants, data): an MJX task's reset holds some 1,100 and its step 660,
-a trainer's programs tens of thousands. A Linux process may hold at most
-``vm.max_map_count`` mappings (65,530 by default), and past that every allocation that
-maps memory fails: XLA aborts or segfaults while compiling, loading or serialising its
-next executable. A process that builds many programs (a sweep over tasks and variants,
-the test suite) therefore frees JAX's compiled executables between them when it holds
-more than its share; the programs stay defined and compile again, or load from the
-persistent compilation cache, when next called. An accelerator's executables live on
-the device and hold few host mappings, so there this never fires.
+its own (code, constants, data; docs/BENCHMARKS.md counts them per program). A Linux
+process may hold at most ``vm.max_map_count`` mappings (65,530 by default), and past
+that every allocation that maps memory fails: XLA aborts or segfaults while compiling,
+loading or serialising its next executable. A process that builds many programs (a
+sweep over tasks and variants, the test suite) therefore frees JAX's compiled
+executables between them when it holds more than its share; the programs stay defined
+and compile again, or load from the persistent compilation cache, when next called. An
+accelerator's executables live on the device and hold few host mappings, so there this
+never fires.
 """
 
 import gc
