@@ -116,6 +116,9 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.skipif(jax.__version__.startswith('0.11.'),
+                    reason="XLA's CPU compiler segfaults compiling the sharded chunk "
+                    'program in jax 0.11.2 (0.9.2, 0.10.2 and 0.12.0.1 pass)')
 def test_a_group_on_two_devices_equals_one_device(tmp_path):
   env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2',
          'JAX_PLATFORMS': 'cpu'}
