@@ -103,7 +103,9 @@ class MjxTask(brax_base.Env):
     if solver.cone is not None:
       mj_model.opt.cone = _CONES[solver.cone]
     self.mj_model = mj_model
-    self.mjx_model = mjx.put_model(mj_model)
+    # On this process's own device: put_model's default, jax.devices()[0], is process
+    # 0's in a run over several processes, which the others cannot read.
+    self.mjx_model = mjx.put_model(mj_model, device=jax.local_devices()[0])
     mj_data = mujoco.MjData(mj_model)
     self.init_qpos = jnp.asarray(mj_data.qpos, jnp.float32)
     self.init_qvel = jnp.asarray(mj_data.qvel, jnp.float32)

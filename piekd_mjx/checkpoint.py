@@ -34,6 +34,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from piekd_mjx import processes
 from piekd_mjx import rundir
 from piekd_mjx import train as train_lib
 
@@ -160,6 +161,7 @@ class Checkpointer:
     steps = self.steps()
     failed = []
     for step in reversed(steps):
+      error = None
       try:
         restored = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(_without_empty(self._abstract)),
@@ -174,9 +176,12 @@ class Checkpointer:
               evaluation=ocp.args.StandardRestore(
                   self._abstract.members.actor_params)))['evaluation']
       except Exception as e:  # pylint: disable=broad-except
-        # Any failure means this checkpoint cannot be used: report it, try the previous.
+        error = _one_line(e)
+      # Any failure, in any process, means this checkpoint cannot be used: report it,
+      # try the previous one (every process alike).
+      if processes.largest(error is not None):
         warn(f'checkpoint {self.path(step)} (step {step}) does not restore '
-             f'({_one_line(e)}); falling back to the previous one')
+             f'({error or "in another process"}); falling back to the previous one')
         failed.append(step)
         continue
       self._set_aside(failed)
@@ -190,6 +195,10 @@ class Checkpointer:
     """Moves the checkpoints of ``steps`` to ``<run_dir>/checkpoints.corrupt/``."""
     if not steps:
       return
+    if not processes.is_primary():
+      processes.barrier('checkpoints set aside')
+      self._manager.reload()
+      return
     corrupt = os.path.join(self._run_dir, CORRUPT)
     os.makedirs(corrupt, exist_ok=True)
     for step in steps:
@@ -197,6 +206,7 @@ class Checkpointer:
       while os.path.exists(target):
         target, n = os.path.join(corrupt, f'{step}-{n}'), n + 1
       os.rename(self.path(step), target)
+    processes.barrier('checkpoints set aside')
     self._manager.reload()
 
   def close(self) -> None:

@@ -2,7 +2,9 @@
 
 Every field of ``Config`` is a flag (``--helpfull`` lists them); ``--variant`` picks
 one of the paper's variants; ``--resume --out_dir=DIR`` continues the run in DIR from
-its newest checkpoint.
+its newest checkpoint. ``--coordinator_address``, ``--num_processes`` and
+``--process_id`` (or a SLURM or Open MPI launcher) make one run span several processes
+(``processes.py``); every process takes the same flags but its ``--process_id``.
 
 Exit codes:
   0    the run finished.
@@ -27,11 +29,13 @@ from absl import flags
 
 from piekd_mjx import config as config_lib
 from piekd_mjx import config_flags
+from piekd_mjx import processes
 from piekd_mjx import rundir
 from piekd_mjx.resources import UsageError, check_env, check_memory, check_writable
 
 FLAGS = flags.FLAGS
 config_flags.define_flags(FLAGS)
+processes.define_flags(FLAGS)
 flags.DEFINE_bool('overwrite', False,
                   'Replace the run in --out_dir (deleted first). Only a directory that '
                   'holds a run of this program and nothing else can be replaced.')
@@ -71,7 +75,7 @@ def resolve_run_dir(config: config_lib.Config, overwrite: bool) -> str:
       rundir.check_replaceable(run_dir)
     except rundir.NotARunError as e:
       raise UsageError(str(e)) from None
-  elif os.path.isdir(run_dir) and os.listdir(run_dir):
+  elif os.path.isdir(run_dir) and rundir.entries(run_dir):
     what = ('already holds a run; pass --resume to continue it, --overwrite to replace it,'
             if os.path.isfile(os.path.join(run_dir, rundir.CONFIG_FILE)) else
             'is not empty;')
@@ -111,6 +115,11 @@ def main(argv: list[str]) -> None:
   except flags.Error as e:
     _fail(str(e).splitlines()[0])
   try:
+    distributed = processes.arguments(FLAGS.coordinator_address, FLAGS.num_processes,
+                                      FLAGS.process_id)
+    if distributed is not None and not FLAGS.out_dir:
+      raise UsageError('--out_dir missing: a run over several processes needs --out_dir '
+                       'naming one directory that every process sees')
     if FLAGS.resume:
       config = resolve_resume(FLAGS)
       run_dir = config.out_dir
@@ -126,6 +135,8 @@ def main(argv: list[str]) -> None:
     if FLAGS.jax_cache_dir:
       jax.config.update('jax_compilation_cache_dir', FLAGS.jax_cache_dir)
       jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+    processes.initialize(distributed)
+    primary = processes.is_primary()
     from piekd_mjx import checkpoint  # pylint: disable=g-import-not-at-top
     from piekd_mjx import run  # pylint: disable=g-import-not-at-top
     from piekd_mjx import sharding  # pylint: disable=g-import-not-at-top
@@ -139,12 +150,14 @@ def main(argv: list[str]) -> None:
       check_memory(config, trainer.replay.bytes_per_transition)
     except UsageError as e:
       _fail(str(e))
-    if FLAGS.overwrite:
+    if FLAGS.overwrite and primary:
       try:
         rundir.replace(run_dir)
       except rundir.NotARunError as e:
         _fail(str(e))
-    print(f'run directory: {run_dir}', flush=True)
+    processes.barrier('run directory ready')
+    if primary:
+      print(f'run directory: {run_dir}', flush=True)
     try:
       run.run(config, run_dir, trainer=trainer, resume=FLAGS.resume)
     except checkpoint.ResumeError as e:
@@ -152,8 +165,9 @@ def main(argv: list[str]) -> None:
     except run.NonFiniteError as e:
       _fail(str(e), EXIT_NONFINITE)
     except run.Stopped as e:
-      print(f'{e}; checkpoint {e.checkpoint}; continue with: python -m piekd_mjx.launch '
-            f'--resume --out_dir={run_dir}', file=sys.stderr, flush=True)
+      if primary:
+        print(f'{e}; checkpoint {e.checkpoint}; continue with: python -m '
+              f'piekd_mjx.launch --resume --out_dir={run_dir}', file=sys.stderr, flush=True)
       sys.exit(128 + e.signum)
   except KeyboardInterrupt:
     hint = (f'; continue from its last checkpoint with: python -m piekd_mjx.launch --resume '

@@ -7,6 +7,7 @@ import os
 import tempfile
 
 from piekd_mjx import config as config_lib
+from piekd_mjx import rundir
 
 # Device memory the run needs besides its replay buffers (networks, environments,
 # XLA's temporaries), a generous bound for the networks of the paper.
@@ -35,7 +36,7 @@ def check_writable(run_dir: str) -> None:
   try:
     if not os.access(path, os.W_OK | os.X_OK):
       raise PermissionError(f'no write permission on {path}')
-    os.rmdir(tempfile.mkdtemp(prefix='.piekd-write-test-', dir=path))
+    os.rmdir(tempfile.mkdtemp(prefix=rundir.WRITE_PROBE, dir=path))
   except OSError as e:
     raise UsageError(f'--out_dir={run_dir!r} is not writable: cannot create files in '
                      f'{path} ({e.strerror or e})') from None

@@ -58,6 +58,7 @@ import numpy as np
 from piekd_mjx import checkpoint as checkpoint_lib
 from piekd_mjx import config as config_lib
 from piekd_mjx import ensemble as ensemble_lib
+from piekd_mjx import processes
 from piekd_mjx import rundir
 from piekd_mjx import schedule
 from piekd_mjx import sharding as sharding_lib
@@ -102,8 +103,14 @@ def _evaluate(trainer: train_lib.Trainer, actors: Any, step: int,
   """The future (each run's (returns [S, K, E] as numpy, seconds)) of evaluating
   ``actors`` [L, K, ...] at ``step``, run by run: here and now, or on a daemon thread of
   its own (so that a second SIGINT, which raises KeyboardInterrupt, can end the
-  process without waiting)."""
+  process without waiting). Over several processes every one gathers the actors and
+  the primary alone evaluates them (the others' future holds None)."""
   future: concurrent.futures.Future = concurrent.futures.Future()
+  if processes.count() > 1:
+    actors = processes.fetch(actors)
+    if not processes.is_primary():
+      future.set_result(None)
+      return future
 
   def work():
     results = []
@@ -138,17 +145,19 @@ class Progress:
   last_eval_step: int = 0
   wall_time: float = 0.0  # seconds the group has trained for, over all its processes
   devices: int = 1  # the devices its lanes are split over (sharding.lane_mesh)
+  processes: int = 1  # the processes that hold those devices (processes.py)
 
   @classmethod
-  def start(cls, num_runs: int, devices: int = 1) -> Progress:
+  def start(cls, num_runs: int, devices: int = 1, processes_: int = 1) -> Progress:
     return cls(phase_metrics=({},) * num_runs, phase_step=(None,) * num_runs,
-               devices=devices)
+               devices=devices, processes=processes_)
 
   def to_json(self) -> dict[str, Any]:
     return {'step': self.step, 'trained_steps': self.trained_steps,
             'phase_metrics': [checkpoint_lib.arrays_to_json(m) for m in self.phase_metrics],
             'phase_step': list(self.phase_step), 'last_eval_step': self.last_eval_step,
-            'wall_time': self.wall_time, 'devices': self.devices}
+            'wall_time': self.wall_time, 'devices': self.devices,
+            'processes': self.processes}
 
   @classmethod
   def from_json(cls, host: dict[str, Any]) -> Progress:
@@ -157,7 +166,8 @@ class Progress:
                                    for m in host['phase_metrics']),
                phase_step=tuple(host['phase_step']),
                last_eval_step=int(host['last_eval_step']),
-               wall_time=float(host['wall_time']), devices=int(host.get('devices', 1)))
+               wall_time=float(host['wall_time']), devices=int(host.get('devices', 1)),
+               processes=int(host.get('processes', 1)))
 
 
 def replay_bytes_per_seed(trainer: train_lib.Trainer) -> int:
@@ -232,23 +242,40 @@ class MetricsWriter:
       self._tb.close()
 
 
+class _Discard:
+  """The ``MetricsWriter`` of a process that writes no files (not the primary)."""
+
+  def write(self, record: dict[str, Any]) -> None:
+    del record
+
+  def write_phase(self, step: int, metrics: dict[str, Any]) -> None:
+    del step, metrics
+
+  def close(self) -> None:
+    pass
+
+
 class _Output:
   """Progress lines to ``out``, warnings to ``err``, both also to the log files of the
-  run directories opened (a line for one run only goes to its own with ``only``)."""
+  run directories opened (a line for one run only goes to its own with ``only``).
+  ``silent``: nothing anywhere (a process of several other than the primary)."""
 
-  def __init__(self, out: TextIO, err: TextIO):
-    self._out, self._err, self._files = out, err, []
+  def __init__(self, out: TextIO, err: TextIO, silent: bool = False):
+    self._out, self._err, self._files, self._silent = out, err, [], silent
 
   def open(self, run_dir: str) -> None:
-    self._files.append(open(os.path.join(run_dir, LOG_FILE), 'a', encoding='utf-8'))
+    if not self._silent:
+      self._files.append(open(os.path.join(run_dir, LOG_FILE), 'a', encoding='utf-8'))
 
   def log(self, message: str, only: int | None = None) -> None:
-    print(message, file=self._out, flush=True)
-    self._record(message, only)
+    if not self._silent:
+      print(message, file=self._out, flush=True)
+      self._record(message, only)
 
   def warn(self, message: str, only: int | None = None) -> None:
-    print(f'warning: {message}', file=self._err, flush=True)
-    self._record(f'warning: {message}', only)
+    if not self._silent:
+      print(f'warning: {message}', file=self._err, flush=True)
+      self._record(f'warning: {message}', only)
 
   def _record(self, line: str, only: int | None) -> None:
     for i, file in enumerate(self._files):
@@ -300,10 +327,14 @@ def run_group(configs: Sequence[Config], run_dirs: Sequence[str], group_dir: str
   configs, run_dirs = list(configs), list(run_dirs)
   trainer = trainer or train_lib.make_group_trainer(configs)
   config = configs[0]
-  output = _Output(out, err)
+  # Over several processes the primary alone writes files and prints (processes.py).
+  primary = processes.is_primary()
+  output = _Output(out, err, silent=not primary)
   for run_dir in dict.fromkeys(run_dirs + [group_dir]):
-    os.makedirs(run_dir, exist_ok=True)
+    if primary:
+      os.makedirs(run_dir, exist_ok=True)
     output.open(run_dir)
+  processes.barrier('run directories')
   per_seed = replay_bytes_per_seed(trainer)
   num_lanes = sum(c.num_seeds for c in configs)
   names = ', '.join(c.variant for c in configs)
@@ -321,18 +352,20 @@ def run_group(configs: Sequence[Config], run_dirs: Sequence[str], group_dir: str
       sharding_lib.abstract(jax.eval_shape(trainer.init), trainer.mesh))
   try:
     devices = trainer.mesh.size if trainer.mesh is not None else 1
-    state, progress, pending = None, Progress.start(len(configs), devices), None
+    state, progress, pending = None, Progress.start(len(configs), devices,
+                                                    processes.count()), None
     if resume:
-      state, progress, pending = _restore(configs, run_dirs, checkpointer, output, devices)
+      state, progress, pending = _restore(configs, run_dirs, checkpointer, output,
+                                          devices, primary)
     if state is None:
       state = trainer.init()
     # Fresh and restored states alike are committed to the device, so that every chunk
     # of a run, resumed or not, calls the same compiled program.
     state = trainer.place(state)
-    for c, run_dir in zip(configs, run_dirs):
+    for c, run_dir in zip(configs, run_dirs if primary else []):
       _write_atomic(os.path.join(run_dir, CONFIG_FILE),
                     json.dumps(dataclasses.asdict(c), indent=2))
-    if group_dir not in run_dirs:
+    if primary and group_dir not in run_dirs:
       _write_atomic(os.path.join(group_dir, rundir.GROUP_FILE), json.dumps(
           {'runs': [os.path.abspath(d) for d in run_dirs]}, indent=2))
     with _stop_signals() as stop:
@@ -348,23 +381,30 @@ def _name(run_dir: str) -> str:
 
 
 def _restore(configs: list[Config], run_dirs: list[str],
-             checkpointer: checkpoint_lib.Checkpointer, output: _Output, devices: int
+             checkpointer: checkpoint_lib.Checkpointer, output: _Output, devices: int,
+             primary: bool = True
              ) -> tuple[train_lib.TrainState | None, Progress, tuple[list, Any] | None]:
   """The newest checkpoint's state, progress and, when the evaluation of its step had
   not written every run's record, that evaluation's (records so far, actors)
   ((None, a fresh Progress, None) without a checkpoint), with every run's
-  ``metrics.jsonl`` cut back to its step. A checkpoint of lanes split over another
-  number of ``devices`` is refused: its lanes would be batched otherwise, so the run
-  would not go on as it started."""
+  ``metrics.jsonl`` cut back to its step (by the ``primary`` process). A checkpoint of
+  lanes split over another number of ``devices`` or processes is refused: its lanes
+  would be batched otherwise, so the run would not go on as it started."""
   restored = checkpointer.restore(output.warn)
+  cut = _drop_records_after if primary else lambda *_: None
   if restored is None:
     output.warn(f'{checkpointer.directory} has no checkpoint yet; the run starts again '
                 'from step 0')
     for run_dir in run_dirs:
-      _drop_records_after(run_dir, 0, output.log)
-    return None, Progress.start(len(configs), devices), None
+      cut(run_dir, 0, output.log)
+    return None, Progress.start(len(configs), devices, processes.count()), None
   state, host, actors = restored
   progress = Progress.from_json(host)
+  if progress.processes != processes.count():
+    raise checkpoint_lib.ResumeError(
+        f'--num_processes: the checkpoint in {checkpointer.directory} split its lanes over '
+        f'{progress.processes} process(es), and this run would over {processes.count()}; '
+        f'resume it with --num_processes={progress.processes}')
   if progress.devices != devices:
     raise checkpoint_lib.ResumeError(
         f'--num_devices: the checkpoint in {checkpointer.directory} split its lanes over '
@@ -380,7 +420,7 @@ def _restore(configs: list[Config], run_dirs: list[str],
         f'--total_steps={config.total_steps} is invalid: must be at least '
         f'{progress.step}, the step of the checkpoint the run resumes from')
   for run_dir in run_dirs:
-    _drop_records_after(run_dir, progress.step, output.log)
+    cut(run_dir, progress.step, output.log)
   output.log(f'resumed from {checkpointer.path(progress.step)} at step {progress.step:,}')
   records = host.get(PENDING_EVALUATION)
   if records is None or actors is None:
@@ -426,15 +466,18 @@ class _Loop:
         [r for r, t in enumerate(progress.phase_step) if t != progress.step])
     self.records: list[list[dict[str, Any]]] = [[] for _ in self.configs]
     try:
-      self.writers = [MetricsWriter(d) for d in self.run_dirs]
+      self.writers = [MetricsWriter(d) if processes.is_primary() else _Discard()
+                      for d in self.run_dirs]
       if pending is not None:
         self.evaluation = _Evaluation(progress.step, pending[0], pending[1], _evaluate(
             self.trainer, pending[1], progress.step, config.eval_overlap))
       for event, phase_runs in events:
         for num_steps, learn in schedule.chunks(progress.step, event.step,
                                                 config.warmup_steps, config.log_every):
-          if stop:
-            raise self.stopped(state, progress, stop[0])
+          # Every process stops at the first boundary where any has been signalled.
+          signum = processes.largest(stop[0] if stop else 0)
+          if signum:
+            raise self.stopped(state, progress, signum)
           state, progress = self.chunk(state, progress, num_steps, learn)
         if event.evaluate:
           self.finish_evaluation()
@@ -488,6 +531,7 @@ class _Loop:
     SAC metrics); prints a progress line."""
     trainer, config = self.trainer, self.config
     state, metrics = (trainer.train if learn else trainer.collect)(state, num_steps)
+    metrics = processes.fetch(metrics)
     step = progress.step + num_steps
     _check_chunk(metrics, step, self.good_checkpoint, self.where)
     trained = progress.trained_steps + (num_steps if learn else 0)
@@ -505,7 +549,8 @@ class _Loop:
     ``eval_overlap``); resets the sums since the last one."""
     step, now = progress.step, time.time()
     rate = (step - progress.last_eval_step) / max(now - self.last_eval_time, 1e-9)
-    records = [_eval_record(state, progress, now - self.origin, rate, lanes, r)
+    host = processes.fetch(_recorded(state))
+    records = [_eval_record(host, progress, now - self.origin, rate, lanes, r)
                for r, lanes in enumerate(self.trainer.lanes)]
     actors, _ = train_lib.evaluation_inputs(state)
     self.evaluation = _Evaluation(step, records, actors, _evaluate(
@@ -530,6 +575,10 @@ class _Loop:
       if quiet:
         return
       raise
+    if quiet and results is None:
+      return  # another process's evaluation: nothing to write here
+    if not quiet:
+      results = self.shared(results)
     wait_seconds = time.time() - wait_start
     step = evaluation.step
     means = [returns.mean(-1) for returns, _ in results]  # each [S, K]
@@ -554,6 +603,18 @@ class _Loop:
                       f'evaluation took {eval_seconds:.1f} s{waited}',
                       only=r if len(self.run_dirs) > 1 else None)
 
+  def shared(self, results: list[tuple[np.ndarray, float]] | None
+             ) -> list[tuple[np.ndarray, float]]:
+    """The primary's ``results`` (each run's returns and seconds) on every process
+    (the others pass None), so that all of them check the returns alike."""
+    if processes.count() == 1:
+      return results
+    if results is None:
+      results = [(np.zeros((c.num_seeds, c.ensemble_size, c.eval_episodes), np.float32), 0.)
+                 for c in self.configs]
+    returns = processes.broadcast([np.asarray(r, np.float32) for r, _ in results])
+    return [(np.asarray(r), seconds) for r, (_, seconds) in zip(returns, results)]
+
   def phase(self, state: train_lib.TrainState, progress: Progress,
             runs: Sequence[int]) -> tuple[train_lib.TrainState, Progress]:
     """The knowledge-sharing phase of ``progress.step`` of the runs ``runs``."""
@@ -561,7 +622,7 @@ class _Loop:
     lanes = [lane for r in runs for lane in range(self.trainer.lanes[r].start,
                                                   self.trainer.lanes[r].stop)]
     state, metrics = self.trainer.phase(state, lanes)
-    _check_finite(np.asarray(self.trainer.finite_params(state)),
+    _check_finite(processes.fetch(self.trainer.finite_params(state)),
                   'parameters after the phase', lambda s, k: step, self.good_checkpoint,
                   self.where)
     phase_metrics, phase_step = list(progress.phase_metrics), list(progress.phase_step)
@@ -677,11 +738,19 @@ def _with_returns(record: dict[str, Any], returns: np.ndarray, eval_seconds: flo
   }
 
 
+def _recorded(state: train_lib.TrainState) -> train_lib.TrainState:
+  """The part of ``state`` that an evaluation record reads (``_eval_record``)."""
+  return train_lib.TrainState(members=None, replay=None, env_state=None,
+                              ensemble=state.ensemble, key=None, step=state.step,
+                              num_phases=state.num_phases, sums=state.sums)
+
+
 def _eval_record(state, progress: Progress, wall_time: float, steps_per_second: float,
                  lanes: slice = slice(None), run: int = 0) -> dict[str, Any]:
-  """The record of an evaluation of run ``run`` (on lanes ``lanes`` of ``state``) at
-  its step, less the returns: the wall clock, the ensemble's bookkeeping, the SAC
-  metrics' means since the last evaluation and the run's last phase's metrics."""
+  """The record of an evaluation of run ``run`` (on lanes ``lanes`` of ``state``, on
+  the host or the device) at its step, less the returns: the wall clock, the
+  ensemble's bookkeeping, the SAC metrics' means since the last evaluation and the
+  run's last phase's metrics."""
   ensemble = jax.tree.map(lambda x: np.asarray(x)[lanes], state.ensemble)
   recent, _ = jax.vmap(ensemble_lib.recent_returns)(ensemble)
   record = {

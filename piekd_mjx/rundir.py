@@ -25,6 +25,9 @@ TENSORBOARD_DIR = 'tensorboard'
 CHECKPOINTS = 'checkpoints'
 CORRUPT = 'checkpoints.corrupt'
 GROUP_FILE = 'group.json'  # a group's directory: the run directories of its lanes
+# The prefix of the directory by which a process probes that it can write (created and
+# removed at once; resources.check_writable): another process may see one for a moment.
+WRITE_PROBE = '.piekd-write-test-'
 
 # Entries a run writes, by exact name and by pattern (temporary files of atomic writes,
 # the copies of metrics.jsonl that a resume keeps).
@@ -83,6 +86,11 @@ def _protected(path: str) -> str | None:
   return None
 
 
+def entries(run_dir: str) -> list[str]:
+  """The names in ``run_dir``, sorted, less the write probes of other processes."""
+  return sorted(n for n in os.listdir(run_dir) if not n.startswith(WRITE_PROBE))
+
+
 def check_replaceable(run_dir: str) -> None:
   """Raises NotARunError unless ``run_dir`` is missing, empty, or holds a run of this
   program and nothing else, so that ``--overwrite`` may delete it."""
@@ -97,8 +105,8 @@ def check_replaceable(run_dir: str) -> None:
   if why:
     raise NotARunError(f'{flag} would delete {os.path.realpath(run_dir)}, and {why}; '
                        'name the run directory itself')
-  entries = sorted(os.listdir(run_dir))
-  if not entries:
+  names = entries(run_dir)
+  if not names:
     return
   config_path = os.path.join(run_dir, CONFIG_FILE)
   try:
@@ -111,7 +119,7 @@ def check_replaceable(run_dir: str) -> None:
               else f'its config.json is not a run\'s ({e})')
     raise NotARunError(f'{flag}: it does not hold a run of piekd_mjx ({detail}); only '
                        'a run directory can be replaced') from None
-  foreign = [name for name in entries if not _is_run_entry(run_dir, name)]
+  foreign = [name for name in names if not _is_run_entry(run_dir, name)]
   if foreign:
     shown = ', '.join(foreign[:3]) + (f' and {len(foreign) - 3} more' if len(foreign) > 3
                                       else '')

@@ -23,8 +23,16 @@ LANES = 'lanes'  # the mesh axis the lane axis [L] is split along
 
 def lane_mesh(num_devices: int, num_lanes: int) -> Mesh:
   """The mesh of the first ``num_devices`` devices on the ``LANES`` axis; 0: as many as
-  divide ``num_lanes`` (every device when they do)."""
+  divide ``num_lanes`` (every device when they do). Over several processes, every
+  device of every process (``processes``), each process's a block of the axis."""
   devices = jax.devices()
+  if jax.process_count() > 1:
+    if num_devices not in (0, len(devices)):
+      raise ValueError(f'--num_devices={num_devices} is invalid over '
+                       f'{jax.process_count()} processes: every device of every process '
+                       f'holds lanes, so use 0 or {len(devices)}')
+    devices = sorted(devices, key=lambda d: (d.process_index, d.id))
+    return Mesh(np.array(devices), (LANES,))
   if num_devices < 0 or num_devices > len(devices):
     raise ValueError(f'--num_devices={num_devices} is invalid: this process has '
                      f'{len(devices)} {devices[0].platform} device(s); use 0 (as many as '
@@ -106,5 +114,7 @@ def describe(mesh: Mesh | None) -> str:
   if mesh is None:
     return f'1 {jax.devices()[0].platform} device'
   ids = ', '.join(str(d.id) for d in mesh.devices.flat)
-  return (f'{mesh.size} {mesh.devices.flat[0].platform} devices ({ids}), the lanes split '
-          f'over mesh axis {LANES!r}')
+  hosts = len({d.process_index for d in mesh.devices.flat})
+  where = f' of {hosts} processes' if hosts > 1 else ''
+  return (f'{mesh.size} {mesh.devices.flat[0].platform} devices{where} ({ids}), the lanes '
+          f'split over mesh axis {LANES!r}')

@@ -43,6 +43,7 @@ from piekd_mjx import ensemble as ensemble_lib
 from piekd_mjx import envs
 from piekd_mjx import evaluate as evaluate_lib
 from piekd_mjx import lanes as lanes_lib
+from piekd_mjx import processes
 from piekd_mjx import replay as replay_lib
 from piekd_mjx import sac as sac_lib
 from piekd_mjx import sharding as sharding_lib
@@ -493,14 +494,16 @@ def _lane_programs(key: Config, task: envs.MjxTask, batch: int,
   init_fn = functools.partial(init, parts)
   chunk_fn = with_precision(key.matmul_precision, functools.partial(chunk, parts, batch))
   finite_fn = lambda state: members_finite(state.members)
+  placed = {'init': {}, 'chunk': {}, 'finite': {}}  # each program's out_shardings
   if mesh is not None:
     keys, settings, state = _example(parts, key, task)
-    init_fn = _over_devices(init_fn, mesh, keys, settings)
-    chunk_fn = _over_devices(chunk_fn, mesh, state, np.int32(1), np.bool_(True), settings)
-    finite_fn = _over_devices(finite_fn, mesh, state)
-  return _Programs(init=jax.jit(init_fn), chunk=jax.jit(_positional(chunk_fn),
-                                                         donate_argnums=0),
-                   finite_params=jax.jit(finite_fn), parts=parts)
+    init_fn, placed['init'] = _over_devices(init_fn, mesh, keys, settings)
+    chunk_fn, placed['chunk'] = _over_devices(chunk_fn, mesh, state, np.int32(1),
+                                              np.bool_(True), settings)
+    finite_fn, placed['finite'] = _over_devices(finite_fn, mesh, state)
+  return _Programs(init=jax.jit(init_fn, **placed['init']),
+                   chunk=jax.jit(_positional(chunk_fn), donate_argnums=0, **placed['chunk']),
+                   finite_params=jax.jit(finite_fn, **placed['finite']), parts=parts)
 
 
 def _example(parts: Parts, key: Config, task: envs.MjxTask) -> tuple:
@@ -511,12 +514,17 @@ def _example(parts: Parts, key: Config, task: envs.MjxTask) -> tuple:
   return keys, settings, jax.eval_shape(functools.partial(init, parts), keys, settings)
 
 
-def _over_devices(fn: Callable, mesh: sharding_lib.Mesh, *example) -> Callable:
+def _over_devices(fn: Callable, mesh: sharding_lib.Mesh, *example
+                  ) -> tuple[Callable, dict[str, object]]:
   """``fn`` run by each device of ``mesh`` on its block of every [L, ...] argument and
-  result (``example``: arguments of ``fn``'s structure and ranks)."""
+  result (``example``: arguments of ``fn``'s structure and ranks), and the ``jax.jit``
+  argument that fixes its results' shardings to those ``sharding.put`` gives a state:
+  left to XLA, an empty leaf may come back replicated over several processes, and the
+  next call would compile the program again for it."""
   out = jax.eval_shape(fn, *example)
-  return sharding_lib.over_devices(fn, mesh, sharding_lib.specs(example),
-                                   sharding_lib.specs(out))
+  return (sharding_lib.over_devices(fn, mesh, sharding_lib.specs(example),
+                                    sharding_lib.specs(out)),
+          {'out_shardings': sharding_lib.shardings(out, mesh)})
 
 
 def _positional(fn: Callable) -> Callable:
@@ -554,12 +562,13 @@ def _phase_program(key: Config, task: envs.MjxTask, batch: int,
   parts = _lane_programs(program_key(key), task, 1).parts
   phase = distill.make_phase(key, parts.sac, parts.replay)
   fn = with_precision(key.matmul_precision, functools.partial(phases, phase, batch))
+  placed = {}
   if mesh is not None:
     _, settings, state = _example(parts, key, task)
     local = fn
-    fn = _over_devices(lambda state, settings, lanes: local(state, settings, lanes[0]),
-                       mesh, state, settings, np.zeros((1, 1), np.int32))
-  return jax.jit(fn, donate_argnums=0)
+    fn, placed = _over_devices(lambda state, settings, lanes: local(state, settings, lanes[0]),
+                               mesh, state, settings, np.zeros((1, 1), np.int32))
+  return jax.jit(fn, donate_argnums=0, **placed)
 
 
 def _phase_lanes(lanes: list[int], num_lanes: int, mesh: sharding_lib.Mesh | None
@@ -611,9 +620,12 @@ def make_group_trainer(configs: Sequence[Config], task: envs.MjxTask | None = No
     place = functools.partial(sharding_lib.put, mesh=mesh)
   programs = _lane_programs(keys.pop(), task, batch, mesh)
   slices = lanes_lib.lane_slices(configs)
-  # Each run's evaluation runs on the device of its first lane.
+  # Each run's evaluation runs on the device of its first lane, or on this process's
+  # first where another process holds that lane (``processes``: the primary evaluates).
   devices = [device if mesh is None else
              mesh.devices.flat[s.start // (num_lanes // mesh.size)] for s in slices]
+  devices = [d if d.process_index == jax.process_index() else jax.local_devices()[0]
+             for d in devices]
   settings = place(lanes_lib.settings(configs, task.action_size))
   initial_keys = place(lanes_lib.lane_keys(configs))
   # The base key is an argument, not a constant of the programs, so runs that differ
@@ -647,6 +659,7 @@ def make_group_trainer(configs: Sequence[Config], task: envs.MjxTask | None = No
                                  batch, mesh)
         at, where = _phase_lanes(kind_lanes, num_lanes, mesh)
         state, metrics = program(state, settings, place(at))
+        metrics = processes.fetch(metrics)
         rows = [(i, lanes.index(lane)) for i, lane in enumerate(where) if lane is not None]
         got, put = [i for i, _ in rows], [j for _, j in rows]
         for name, value in metrics.items():
