@@ -153,6 +153,11 @@ def largest(value: int) -> int:
   return int(np.max(multihost_utils.process_allgather(np.int32(value))))
 
 
+def smallest(value: int) -> int:
+  """The smallest of every process's ``value`` (int32). A collective."""
+  return -largest(-value)
+
+
 def barrier(name: str) -> None:
   """Returns once every process has reached the barrier ``name``."""
   if count() > 1:

@@ -35,6 +35,11 @@ the lanes of all of them: every run keeps its own directory, ``config.json``,
 ``metrics.jsonl``, ``run.log`` and TensorBoard files, written from its own lanes, and
 the group's checkpoints (the whole state, every run's progress) go to the group's
 directory. A run alone is the group of one whose directory is its own.
+
+Over several processes (``processes.py``) every process runs this loop over its own
+lanes: what the host reads is gathered to all of them, so they check and stop alike
+(a signal to any one stops all at the next chunk boundary); the primary alone writes
+files, prints and evaluates, and hands the returns to the others.
 """
 
 from __future__ import annotations

@@ -23,16 +23,11 @@ LANES = 'lanes'  # the mesh axis the lane axis [L] is split along
 
 def lane_mesh(num_devices: int, num_lanes: int) -> Mesh:
   """The mesh of the first ``num_devices`` devices on the ``LANES`` axis; 0: as many as
-  divide ``num_lanes`` (every device when they do). Over several processes, every
-  device of every process (``processes``), each process's a block of the axis."""
-  devices = jax.devices()
+  divide ``num_lanes`` (every device when they do). Over several processes, as many of
+  every process's devices (``_process_mesh``)."""
   if jax.process_count() > 1:
-    if num_devices not in (0, len(devices)):
-      raise ValueError(f'--num_devices={num_devices} is invalid over '
-                       f'{jax.process_count()} processes: every device of every process '
-                       f'holds lanes, so use 0 or {len(devices)}')
-    devices = sorted(devices, key=lambda d: (d.process_index, d.id))
-    return Mesh(np.array(devices), (LANES,))
+    return _process_mesh(num_devices, num_lanes)
+  devices = jax.devices()
   if num_devices < 0 or num_devices > len(devices):
     raise ValueError(f'--num_devices={num_devices} is invalid: this process has '
                      f'{len(devices)} {devices[0].platform} device(s); use 0 (as many as '
@@ -40,6 +35,29 @@ def lane_mesh(num_devices: int, num_lanes: int) -> Mesh:
   if not num_devices:
     num_devices = max(d for d in range(1, len(devices) + 1) if num_lanes % d == 0)
   return Mesh(np.array(devices[:num_devices]), (LANES,))
+
+
+def _process_mesh(num_devices: int, num_lanes: int) -> Mesh:
+  """The first d devices of every process, process by process (each holds a block of
+  the lanes, so every process takes part in every program): d = ``num_devices`` / P
+  for P processes, or for 0 the most that divide ``num_lanes`` into P d blocks."""
+  count = jax.process_count()
+  by_process = [sorted((x for x in jax.devices() if x.process_index == p), key=lambda x: x.id)
+                for p in range(count)]
+  most = min(len(local) for local in by_process)
+  if num_lanes % count:
+    raise ValueError(f'--num_processes={count}: the {num_lanes} lanes (seeds of the runs '
+                     f'trained together) do not divide over {count} processes, each of '
+                     'which must hold lanes; use a number of processes that divides them')
+  if not num_devices:
+    per = max(d for d in range(1, most + 1) if num_lanes % (count * d) == 0)
+  elif num_devices % count or not 0 < num_devices // count <= most:
+    raise ValueError(f'--num_devices={num_devices} is invalid over {count} processes of '
+                     f'{most} device(s) each: use 0 or a multiple of {count} up to '
+                     f'{count * most}')
+  else:
+    per = num_devices // count
+  return Mesh(np.array([x for local in by_process for x in local[:per]]), (LANES,))
 
 
 def check_lanes(num_lanes: int, mesh: Mesh) -> None:

@@ -24,6 +24,12 @@ run's directory is held with a lock while it trains (``run.lock``), so two sweep
 one root never train the same run at once: the second skips it. SIGINT or SIGTERM
 stops the sweep after the current run's checkpoint.
 
+``--coordinator_address``, ``--num_processes`` and ``--process_id`` (or a SLURM or
+Open MPI launcher) make the sweep span several processes (``processes.py``): every
+process runs the same command, the groups train over all their devices one after
+another, and process 0 alone prints, writes and holds the runs' locks, deciding for
+all of them.
+
 Exit codes: 0 done (or every run left was held by another sweep); 2 bad input (one
 line, nothing trained); 3 a run became non-finite (the others went on); 130/143
 stopped by SIGINT/SIGTERM.
@@ -48,6 +54,7 @@ from absl import flags
 from piekd_mjx import config as config_lib
 from piekd_mjx import config_flags
 from piekd_mjx import grid
+from piekd_mjx import processes
 from piekd_mjx import rundir
 from piekd_mjx.config import Config
 from piekd_mjx.resources import (MEMORY_MARGIN_BYTES, UsageError, available_memory, check_env,
@@ -111,6 +118,7 @@ flags.DEFINE_bool('calibrate', True, 'Time a few training steps of each kind of 
 flags.DEFINE_string('jax_cache_dir', os.path.expanduser('~/.cache/piekd_mjx/jax'),
                     "JAX's persistent compilation cache ('' to disable).", flag_values=FLAGS)
 flags.DEFINE_bool('help', False, 'Show the flags and exit.', flag_values=FLAGS)
+processes.define_flags(FLAGS)
 
 
 # -- figures from flags ------------------------------------------------------------------
@@ -676,7 +684,10 @@ def train_runs(groups: Sequence[Group], programs: Programs, keep: str) -> int:
       label = (os.path.basename(group.runs[0].run_dir) if len(group.runs) == 1
                else f'group {group.name} ({len(group.runs)} runs)')
       with contextlib.ExitStack() as stack:
-        if not all([stack.enter_context(hold(s.run_dir)) for s in group.runs]):
+        # The primary holds the locks and decides for every process.
+        held = processes.is_primary() and all(
+            [stack.enter_context(hold(s.run_dir)) for s in group.runs])
+        if not processes.broadcast(int(held)):
           busy.append(label)
           print(f'[{number}/{len(groups)}] {label}: held by another sweep; skipped',
                 flush=True)
@@ -689,8 +700,8 @@ def train_runs(groups: Sequence[Group], programs: Programs, keep: str) -> int:
         if len(runs) == 1 and runs[0].state == 'done':
           print(f'[{number}/{len(groups)}] {label}: done (by another sweep)', flush=True)
           continue
-        if signals.caught:
-          return _stopped_between(signals.caught[0], number, len(groups))
+        if signum := processes.largest(signals.caught[0] if signals.caught else 0):
+          return _stopped_between(signum, number, len(groups))
         config = runs[0].config
         executables.release_if_crowded()  # room for this group's programs
         try:
@@ -720,9 +731,10 @@ def train_runs(groups: Sequence[Group], programs: Programs, keep: str) -> int:
           return 128 + e.signum
         except checkpoint.ResumeError as e:
           raise UsageError(f'{group.directory}: {e}') from None
-        prune(group.directory, keep)
-      if signals.caught:
-        return _stopped_between(signals.caught[0], number + 1, len(groups))
+        if processes.is_primary():
+          prune(group.directory, keep)
+      if signum := processes.largest(signals.caught[0] if signals.caught else 0):
+        return _stopped_between(signum, number + 1, len(groups))
   if busy:
     print(f'{len(busy)} run(s) or group(s) were held by another sweep: ' + ', '.join(busy),
           flush=True)
@@ -752,8 +764,14 @@ def main(argv: list[str]) -> None:
     if conflicts:
       raise UsageError(f'{conflicts[0].run_dir}: {conflicts[0].reason}; it is not the run '
                        'the sweep would train there (move it away, or use another --root)')
+    distributed = processes.arguments(FLAGS.coordinator_address, FLAGS.num_processes,
+                                      FLAGS.process_id)
   except (UsageError, ValueError) as e:
     _fail(str(e))
+  # Every process reads the same root; none writes to it before all have joined.
+  processes.initialize(distributed)
+  if not processes.is_primary():
+    sys.stdout = open(os.devnull, 'w', encoding='utf-8')  # the primary prints
   programs = Programs()
   from piekd_mjx import sharding  # pylint: disable=g-import-not-at-top
   try:
@@ -770,11 +788,18 @@ def main(argv: list[str]) -> None:
   print_plan(FLAGS.root, figures, listed, programs, FLAGS.keep, FLAGS.calibrate)
   enabled = FLAGS.group if FLAGS.group is not None else jax.default_backend() != 'cpu'
   free, where = available_memory()
+  free = processes.smallest(free // 2**20) * 2**20  # one plan for every process
   groups = plan_groups(FLAGS.root, listed, enabled, programs.bytes_per_transition, free)
   print_groups(groups, programs.bytes_per_transition, free, where)
+  for group in groups:
+    try:  # a group's lanes must divide over the devices (of every process)
+      sharding.check_run(group.runs[0].config.num_devices, group.lanes)
+    except ValueError as e:
+      _fail(f'{group.name}: {e}')
   if FLAGS.dry_run:
     sys.exit(0)
-  write_figures(FLAGS.root, figures)
+  if processes.is_primary():
+    write_figures(FLAGS.root, figures)
   try:
     code = train_runs(groups, programs, FLAGS.keep)
   except UsageError as e:

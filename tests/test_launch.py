@@ -69,6 +69,13 @@ def assert_usage_error(result, *fragments):
     (['--no_such_flag=1'], ['no_such_flag']),
     (['--num_devices=-1'], ['--num_devices=-1 is invalid: must be a non-negative integer']),
     (['--num_devices=3'], ['--num_devices=3 is invalid: this process has 1 cpu device(s)']),
+    (['--num_processes=2'], ['--coordinator_address, --process_id missing']),
+    (['--coordinator_address=10.0.0.1', '--num_processes=2', '--process_id=0'],
+     ["--coordinator_address='10.0.0.1' is invalid: must be host:port"]),
+    (['--coordinator_address=127.0.0.1:1', '--num_processes=2', '--process_id=2'],
+     ['--process_id=2 is invalid: must be 0 to 1']),
+    (['--coordinator_address=127.0.0.1:1', '--num_processes=2', '--process_id=0'],
+     ['--out_dir missing: a run over several processes needs --out_dir']),
 ])
 def test_bad_value(args, fragments, tmp_path):
   result = launch([*TINY, *args], tmp_path)

@@ -1,7 +1,8 @@
-"""Runs over several processes (piekd_mjx/processes.py): two processes on 127.0.0.1
-give the records of one process, stop together when one of them is signalled, resume
-from their checkpoint to the same records, and refuse a resume on one process; and
-the flags of ``jax.distributed.initialize`` with the launchers' environments."""
+"""Runs over several processes (piekd_mjx/processes.py): a run of two processes on
+127.0.0.1 (``launch``) stops in both when one of them is signalled, refuses a resume
+on one process, and is resumed by a sweep of two processes to the records of one
+process; and the flags of ``jax.distributed.initialize`` with the launchers'
+environments."""
 
 import json
 import os
@@ -11,10 +12,14 @@ import subprocess
 import sys
 import time
 
+from absl import flags
 import jax
 import numpy as np
 import pytest
 
+from piekd_mjx import config as config_lib
+from piekd_mjx import config_flags
+from piekd_mjx import grid
 from piekd_mjx import processes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,16 +38,22 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _launch(run_dir, *extra, process=None, port=None):
-  """The CLI on ``run_dir`` (as process ``process`` of 2), its output to files beside
-  it (a pipe left unread could block a process that the other one waits for)."""
+def _launch(logs, run_dir, *extra, process=None, port=None, sweep_root=None):
+  """The CLI on ``run_dir`` (as process ``process`` of 2), or the sweep of ``FLAGS`` on
+  ``sweep_root``, its output to files in ``logs`` (a pipe left unread could block a
+  process that the other one waits for)."""
   env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'XLA_FLAGS': ''}
-  args = [sys.executable, '-m', 'piekd_mjx.launch', *FLAGS, f'--out_dir={run_dir}',
-          f'--jax_cache_dir={jax.config.jax_compilation_cache_dir}', *extra]
+  where = ([f'--out_dir={run_dir}'] if sweep_root is None else
+           [f'--root={sweep_root}', '--nocalibrate'])
+  args = [sys.executable, '-m', 'piekd_mjx.' + ('launch' if sweep_root is None else 'sweep'),
+          *FLAGS, *where, f'--jax_cache_dir={jax.config.jax_compilation_cache_dir}', *extra]
   if process is not None:
     args += [f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
              f'--process_id={process}']
-  name = f'{run_dir}.{process if process is not None else "alone"}.{len(extra)}'
+  os.makedirs(logs, exist_ok=True)
+  name = os.path.join(logs, '.'.join([
+      'launch' if sweep_root is None else 'sweep', os.path.basename(run_dir),
+      'alone' if process is None else str(process), str(len(os.listdir(logs)))]))
   with open(f'{name}.out', 'w') as out, open(f'{name}.err', 'w') as err:
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
   proc.files = (f'{name}.out', f'{name}.err')
@@ -67,18 +78,19 @@ def _finish(procs, timeout=900):
   return results
 
 
-def _two(run_dir, *extra, signal_process_1=False):
+def _two(logs, run_dir, *extra, signal_process_1=False, sweep_root=None):
   """Both processes of a run to their end; with ``signal_process_1``, SIGTERM to
   process 1 once process 0 has trained a chunk. Returns [(returncode, out, err)]."""
   port = _free_port()
-  procs = [_launch(run_dir, *extra, process=p, port=port) for p in (0, 1)]
+  procs = [_launch(logs, run_dir, *extra, process=p, port=port, sweep_root=sweep_root)
+           for p in (0, 1)]
   if signal_process_1:
     deadline = time.time() + 900
     while time.time() < deadline and procs[0].poll() is None:
       with open(procs[0].files[0]) as f:
         if any(line.startswith('step ') for line in f):
           break
-      time.sleep(0.2)
+      time.sleep(0.02)
     procs[1].send_signal(signal.SIGTERM)
   return _finish(procs)
 
@@ -103,14 +115,20 @@ def _assert_same(got, want):
                     reason="XLA's CPU compiler segfaults compiling the sharded chunk "
                     'program in jax 0.11.2 (see test_sharding)')
 def test_two_processes_equal_one_and_resume_after_a_signal(tmp_path):
-  one = tmp_path / 'one'
-  [(code, _, err)] = _finish([_launch(one)])
+  logs, one = tmp_path / 'logs', tmp_path / 'one'
+  [(code, _, err)] = _finish([_launch(logs, one)])
   assert code == 0, err[-3000:]
   want = _records(one)
   assert [r['step'] for r in want] == [250, 500] and 'distill/policy_kl_after' in want[1]
 
-  two = tmp_path / 'two'
-  (code0, out0, err0), (code1, out1, err1) = _two(two, signal_process_1=True)
+  # The run where a sweep of these flags on ``root`` keeps it, so that it resumes it.
+  flag_values = flags.FlagValues()
+  config_flags.define_flags(flag_values)
+  flag_values(['launch', *FLAGS])
+  config = config_lib.apply_variant(*config_flags.config_from_flags(flag_values))
+  root = tmp_path / 'sweep'
+  two = root / 'runs' / grid.run_name(config)
+  (code0, out0, err0), (code1, out1, err1) = _two(logs, two, signal_process_1=True)
   # Process 1 was signalled; both stopped at one chunk boundary, after a checkpoint.
   assert (code0, code1) == (143, 143), (err0[-3000:], err1[-3000:])
   assert 'stopped by SIGTERM' in err0 and '--resume' in err0, err0[-2000:]
@@ -121,14 +139,17 @@ def test_two_processes_equal_one_and_resume_after_a_signal(tmp_path):
 
   # A resume on another number of processes is refused in one line, nothing changed.
   before = sorted(os.listdir(two))
-  [(code, _, err)] = _finish([_launch(two, '--resume')])
+  [(code, _, err)] = _finish([_launch(logs, two, '--resume')])
   assert code == 2, err[-3000:]
   lines = [line for line in err.splitlines() if line.startswith('error:')]
   assert len(lines) == 1 and '--num_processes=2' in lines[0], err[-2000:]
   assert sorted(os.listdir(two)) == before
 
-  results = _two(two, '--resume')
+  # The sweep of the same flags over two processes finds the run cut and resumes it.
+  results = _two(logs, two, sweep_root=root)
   assert [code for code, _, _ in results] == [0, 0], [e[-3000:] for _, _, e in results]
+  assert 'partial' in results[0][1], results[0][1][-2000:]
+  assert 'partial' not in results[1][1] and 'step ' not in results[1][1], results[1][1][-2000:]
   _assert_same(_records(two), want)
 
 

@@ -109,6 +109,8 @@ def test_an_arm_with_a_tuple_and_its_label():
     (['--root={tmp}', '--profile=huge'], ['profile']),
     (['--root={tmp}', '--replay_capacity=2000000000', '--num_seeds=1000'],
      ['inverted_pendulum-vanilla_sac-', 'GiB of replay buffers', 'GiB free']),
+    (['--root={tmp}', '--num_processes=2', '--process_id=1'],
+     ['--coordinator_address missing']),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(args, fragments, tmp_path):
   result = sweep_cli(*[a.format(tmp=tmp_path / 'root') for a in args], '--nocalibrate')
