@@ -23,6 +23,10 @@ finished) is reported and removed. A step that does not restore (a file truncate
 or deleted, a JSON item that does not parse, a step that disagrees with its state) is
 reported in one line and moved aside to ``<run_dir>/checkpoints.corrupt/``, and the
 step before it is tried.
+
+Over several processes (``processes.py``) each process writes and reads its own shards
+(orbax's multi-process saving; the JSON item is the primary's), and every process
+takes or refuses a step alike: one that fails to restore in any of them is set aside.
 """
 
 from __future__ import annotations
@@ -100,7 +104,7 @@ class Checkpointer:
   def __init__(self, run_dir: str, keep: int, abstract_state: train_lib.TrainState):
     self._run_dir = run_dir
     self._directory = os.path.abspath(os.path.join(run_dir, CHECKPOINTS))
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     self._abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
                                        sharding=getattr(x, 'sharding', None) or device),
@@ -192,20 +196,18 @@ class Checkpointer:
     return None
 
   def _set_aside(self, steps: list[int]) -> None:
-    """Moves the checkpoints of ``steps`` to ``<run_dir>/checkpoints.corrupt/``."""
+    """Moves the checkpoints of ``steps`` to ``<run_dir>/checkpoints.corrupt/`` (the
+    primary process does, the others wait for it)."""
     if not steps:
       return
-    if not processes.is_primary():
-      processes.barrier('checkpoints set aside')
-      self._manager.reload()
-      return
-    corrupt = os.path.join(self._run_dir, CORRUPT)
-    os.makedirs(corrupt, exist_ok=True)
-    for step in steps:
-      target, n = os.path.join(corrupt, str(step)), 1
-      while os.path.exists(target):
-        target, n = os.path.join(corrupt, f'{step}-{n}'), n + 1
-      os.rename(self.path(step), target)
+    if processes.is_primary():
+      corrupt = os.path.join(self._run_dir, CORRUPT)
+      os.makedirs(corrupt, exist_ok=True)
+      for step in steps:
+        target, n = os.path.join(corrupt, str(step)), 1
+        while os.path.exists(target):
+          target, n = os.path.join(corrupt, f'{step}-{n}'), n + 1
+        os.rename(self.path(step), target)
     processes.barrier('checkpoints set aside')
     self._manager.reload()
 

@@ -43,10 +43,10 @@ def check_writable(run_dir: str) -> None:
 
 
 def available_memory() -> tuple[int, str]:
-  """Bytes free on the default device (a GPU's limit less what is in use, or the host's
-  available memory on a CPU), and the name of that memory."""
+  """Bytes free on this process's first device (a GPU's limit less what is in use, or
+  the host's available memory on a CPU), and the name of that memory."""
   import jax  # pylint: disable=g-import-not-at-top
-  device = jax.devices()[0]
+  device = jax.local_devices()[0]
   try:
     stats = device.memory_stats()
   except Exception:  # pylint: disable=broad-except

@@ -153,9 +153,9 @@ class Progress:
   processes: int = 1  # the processes that hold those devices (processes.py)
 
   @classmethod
-  def start(cls, num_runs: int, devices: int = 1, processes_: int = 1) -> Progress:
+  def start(cls, num_runs: int, devices: int = 1, num_processes: int = 1) -> Progress:
     return cls(phase_metrics=({},) * num_runs, phase_step=(None,) * num_runs,
-               devices=devices, processes=processes_)
+               devices=devices, processes=num_processes)
 
   def to_json(self) -> dict[str, Any]:
     return {'step': self.step, 'trained_steps': self.trained_steps,
