@@ -23,10 +23,12 @@ from piekd_mjx import grid
 from piekd_mjx import processes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# 4 seeds, 2 lanes a process, phases and checkpoints every 250 steps.
+# 4 seeds, 2 lanes a process, phases and checkpoints every 250 steps. The lane program
+# is test_sharding's (4 lanes of its SETTING), so the one-process run and that test's
+# one-device group share their compiled programs (the two run one after the other).
 FLAGS = ['--env=inverted_pendulum', '--variant=piekd', '--num_seeds=4', '--ensemble_size=3',
-         '--hidden_sizes=8,8', '--total_steps=500', '--eval_every=250', '--warmup_steps=150',
-         '--batch_size=16', '--log_every=50', '--eval_episodes=2', '--replay_capacity=800',
+         '--hidden_sizes=8,8', '--total_steps=500', '--eval_every=250', '--warmup_steps=200',
+         '--batch_size=16', '--log_every=50', '--eval_episodes=2', '--replay_capacity=1000',
          '--checkpoint_every=250', '--distill_data=sample', '--distill_sample_batches=2',
          '--distill_batch_size=16', '--distill_interval=250']
 WALL_CLOCK = ('wall_time', 'steps_per_second', 'eval/seconds', 'eval/wait_seconds')
@@ -111,6 +113,7 @@ def _assert_same(got, want):
                                  rtol=1e-5, atol=1e-6, err_msg=f"{p['step']} {k}")
 
 
+@pytest.mark.xdist_group('devices')
 @pytest.mark.skipif(jax.__version__.startswith('0.11.'),
                     reason="XLA's CPU compiler segfaults compiling the sharded chunk "
                     'program in jax 0.11.2 (see test_sharding)')

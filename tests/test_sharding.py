@@ -1,10 +1,10 @@
 """Lanes split over devices (piekd_mjx/sharding.py): on two CPU devices forced in a
 subprocess, a group's records equal one device's (chunks, phases on lanes of either
 device, evaluations; bit for bit with jax 0.9, to float32 rounding with 0.10), each
-device holds its own lanes' state and replay buffers, a group resumes from its
-checkpoint onto the devices, lanes that do not divide over the devices given are
-refused and 0 devices takes as many as divide them; and the host's lists of each
-device's lanes."""
+device holds its own lanes' state and replay buffers, a group's checkpoint restores
+onto the devices (test_processes resumes one over processes), lanes that do not divide
+over the devices given are refused and 0 devices takes as many as divide them; and the
+host's lists of each device's lanes."""
 
 import os
 import subprocess
@@ -25,7 +25,8 @@ SCRIPT = textwrap.dedent('''
     import jax
     import numpy as np
     from jax.sharding import PartitionSpec
-    from piekd_mjx import config as config_lib, run as run_lib, train as train_lib
+    from piekd_mjx import checkpoint as checkpoint_lib, config as config_lib, run as run_lib
+    from piekd_mjx import sharding, train as train_lib
 
     jax.config.update('jax_compilation_cache_dir', sys.argv[2])
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
@@ -73,14 +74,17 @@ SCRIPT = textwrap.dedent('''
     assert_same(one, two)
     assert [r['step'] for r in one[0]] == [300, 600] and 'distill/policy_kl_after' in one[0][1]
 
-    # Half the run, then resumed from its checkpoint onto the two devices.
-    half = os.path.join(root, 'half')
-    group(2, half, changes=dict(total_steps=300))
-    resumed, _ = group(2, half, resume=True)
-    assert_same(resumed, one)
+    # A group checkpointed on the two devices and restored there.
+    trainer = train_lib.make_group_trainer(configs(2))
+    checkpointer = checkpoint_lib.Checkpointer(os.path.join(root, 'two', 'group'), 1,
+                                              sharding.abstract(jax.eval_shape(trainer.init),
+                                                                trainer.mesh))
+    restored, _, _ = checkpointer.restore(print)
+    assert int(restored.step) == 600
+    assert restored.replay.data.sharding.spec == PartitionSpec('lanes')
+    checkpointer.close()
 
     # Each device holds its own block of every lane leaf, the replay buffers included.
-    trainer = train_lib.make_group_trainer(configs(2))
     state, _ = trainer.collect(trainer.init(), 5)
     data = state.replay.data
     assert data.sharding.spec == PartitionSpec('lanes'), data.sharding
@@ -116,6 +120,7 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.xdist_group('devices')  # test_processes shares its compiled programs
 @pytest.mark.skipif(jax.__version__.startswith('0.11.'),
                     reason="XLA's CPU compiler segfaults compiling the sharded chunk "
                     'program in jax 0.11.2 (0.9.2, 0.10.2 and 0.12.0.1 pass)')
