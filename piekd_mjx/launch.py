@@ -115,8 +115,7 @@ def main(argv: list[str]) -> None:
   except flags.Error as e:
     _fail(str(e).splitlines()[0])
   try:
-    distributed = processes.arguments(FLAGS.coordinator_address, FLAGS.num_processes,
-                                      FLAGS.process_id)
+    distributed = processes.arguments_from_flags(FLAGS)
     if distributed is not None and not FLAGS.out_dir:
       raise UsageError('--out_dir missing: a run over several processes needs --out_dir '
                        'naming one directory that every process sees')

@@ -21,6 +21,7 @@ import re
 from typing import Any, Mapping
 
 from absl import flags
+import numpy as np
 
 # The variables by which JAX recognises a SLURM step or an Open MPI job (its
 # clusters/slurm_cluster.py and ompi_cluster.py), and each one's number of tasks.
@@ -97,6 +98,13 @@ def arguments(coordinator_address: str | None, num_processes: int | None,
   return given
 
 
+def arguments_from_flags(flag_values: flags.FlagValues,
+                         environ: Mapping[str, str] = os.environ) -> dict[str, Any] | None:
+  """``arguments`` of the flags ``define_flags`` defined in ``flag_values``."""
+  return arguments(flag_values.coordinator_address, flag_values.num_processes,
+                   flag_values.process_id, environ)
+
+
 def initialize(kwargs: Mapping[str, Any] | None) -> None:
   """Joins the processes of ``kwargs`` (from ``arguments``; None: nothing to join);
   returns once every process has. Must come before anything else uses JAX."""
@@ -148,7 +156,6 @@ def largest(value: int) -> int:
   """The largest of every process's ``value``. A collective."""
   if count() == 1:
     return value
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   return int(np.max(multihost_utils.process_allgather(np.int32(value))))
 

@@ -764,8 +764,7 @@ def main(argv: list[str]) -> None:
     if conflicts:
       raise UsageError(f'{conflicts[0].run_dir}: {conflicts[0].reason}; it is not the run '
                        'the sweep would train there (move it away, or use another --root)')
-    distributed = processes.arguments(FLAGS.coordinator_address, FLAGS.num_processes,
-                                      FLAGS.process_id)
+    distributed = processes.arguments_from_flags(FLAGS)
   except (UsageError, ValueError) as e:
     _fail(str(e))
   # Every process reads the same root; none writes to it before all have joined.
