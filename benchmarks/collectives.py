@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 from absl import app
@@ -79,7 +81,8 @@ def main(argv):
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     port = s.getsockname()[1]
-  partial = f'{FLAGS.out or "/tmp/collectives.json"}.process0'
+  scratch = tempfile.mkdtemp()
+  partial = os.path.join(scratch, 'process0.json')  # what process 0 measured
   args = [sys.executable, os.path.abspath(__file__), f'--port={port}',
           f'--num_processes={FLAGS.num_processes}', f'--lanes={FLAGS.lanes}',
           f'--members={FLAGS.members}', f'--episodes={FLAGS.episodes}',
@@ -91,7 +94,7 @@ def main(argv):
     sys.exit('a worker process failed')
   with open(partial, encoding='utf-8') as f:
     seconds = json.load(f)
-  os.remove(partial)
+  shutil.rmtree(scratch)
   results = {'num_processes': FLAGS.num_processes, 'lanes': FLAGS.lanes,
              'members': FLAGS.members, 'episodes': FLAGS.episodes,
              'repeats': FLAGS.repeats, 'seconds': seconds,
