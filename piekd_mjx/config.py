@@ -40,6 +40,7 @@ PLACEMENT_FIELDS = ('num_devices',)
 
 # The valid values of the enum-valued string fields.
 SOLVER_CHOICES = ('faithful', 'fast')
+NETWORK_INIT_CHOICES = ('glorot_uniform', 'lecun_normal')
 MATMUL_PRECISION_CHOICES = ('float32', 'tensorfloat32', 'bfloat16')
 SHARE_CHOICES = ('none', 'distill', 'hardcopy', 'extra')
 TEACHER_CHOICES = ('best', 'random')
@@ -77,6 +78,13 @@ class Config:
       10_000, 'Initial steps with uniform random actions and no update.')
   hidden_sizes: tuple[int, ...] = _field(
       (256, 256), 'Hidden layer sizes of the actor and of each critic (ReLU).')
+  network_init: str = _field(
+      'glorot_uniform', "Weight initialiser of every layer of the actor and critics (biases "
+      "zero): 'glorot_uniform' (the reference's and softlearning's) or 'lecun_normal' "
+      "(flax's nn.Dense default).")
+  policy_output_scale: float = _field(
+      1.0, "Scale of the actor's output layer's initial weights (the reference's "
+      '--policy-output-scale: it multiplies the Glorot bound).')
   actor_lr: float = _field(3e-4, 'Adam learning rate of the actor.')
   critic_lr: float = _field(3e-4, 'Adam learning rate of the twin critics.')
   alpha_lr: float = _field(3e-4, 'Adam learning rate of the log temperature.')
@@ -178,6 +186,7 @@ class Config:
     choices: Mapping[str, Collection[str]] = {
         'variant': tuple(VARIANTS),
         'solver': SOLVER_CHOICES,
+        'network_init': NETWORK_INIT_CHOICES,
         'matmul_precision': MATMUL_PRECISION_CHOICES,
         'share': SHARE_CHOICES,
         'teacher': TEACHER_CHOICES,
@@ -197,7 +206,8 @@ class Config:
       _fail('discount', self.discount, 'in (0, 1]')
     if not 0.0 < self.tau <= 1.0:
       _fail('tau', self.tau, 'in (0, 1]')
-    for name in ('actor_lr', 'critic_lr', 'alpha_lr', 'distill_lr', 'init_alpha'):
+    for name in ('actor_lr', 'critic_lr', 'alpha_lr', 'distill_lr', 'init_alpha',
+                 'policy_output_scale'):
       value = getattr(self, name)
       if not 0.0 < value < math.inf:
         _fail(name, value, 'a positive finite number')
@@ -209,11 +219,18 @@ class Config:
       _fail('hidden_sizes', self.hidden_sizes, 'a non-empty tuple of positive integers')
 
 
+# What a run's config.json written before a field existed ran with, where that differs
+# from the field's default: networks took flax's nn.Dense initialiser until
+# network_init was added.
+_BEFORE_FIELD = {'network_init': 'lecun_normal'}
+
+
 def from_dict(values: Mapping[str, Any]) -> Config:
   """The ``Config`` of a ``dataclasses.asdict`` (e.g. a run's ``config.json``); fields
-  it lacks take their defaults. Raises ValueError on an unknown field."""
+  it lacks take what runs ran with before the field existed (``_BEFORE_FIELD``), else
+  their defaults. Raises ValueError on an unknown field."""
   hints = typing.get_type_hints(Config)
-  values = dict(values)
+  values = {**_BEFORE_FIELD, **values}
   if 'first_distill_step' in values:
     _check_retired_first_distill_step(values)
   unknown = sorted(set(values) - set(hints))

@@ -175,8 +175,10 @@ def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
   """
   actor = networks.Actor(
       action_size=action_size, hidden_sizes=tuple(config.hidden_sizes),
-      log_std_min=config.log_std_min, log_std_max=config.log_std_max)
-  critic = networks.TwinCritic(hidden_sizes=tuple(config.hidden_sizes))
+      log_std_min=config.log_std_min, log_std_max=config.log_std_max,
+      initializer=config.network_init, output_scale=config.policy_output_scale)
+  critic = networks.TwinCritic(hidden_sizes=tuple(config.hidden_sizes),
+                               initializer=config.network_init)
   default_scalars = scalars(config, action_size)
   # Adam's state does not depend on the learning rate: one init serves every lane.
   adam = optax.adam

@@ -14,6 +14,7 @@ def test_defaults_match_the_spec():
   c = Config()
   assert (c.replay_capacity, c.batch_size, c.warmup_steps) == (1_000_000, 256, 10_000)
   assert c.hidden_sizes == (256, 256)
+  assert (c.network_init, c.policy_output_scale) == ('glorot_uniform', 1.0)
   assert (c.actor_lr, c.critic_lr, c.alpha_lr) == (3e-4, 3e-4, 3e-4)
   assert (c.discount, c.tau, c.init_alpha) == (0.99, 0.005, 1.0)
   assert (c.log_std_min, c.log_std_max) == (-20.0, 2.0)
@@ -63,6 +64,8 @@ def test_config_is_frozen():
     ({'keep_checkpoints': -2}, '--keep_checkpoints'),
     ({'replay_capacity': 2**31}, '--replay_capacity'),
     ({'critic_lr': float('inf')}, '--critic_lr'),
+    ({'network_init': 'he_normal'}, '--network_init'),
+    ({'policy_output_scale': 0.0}, '--policy_output_scale'),
 ])
 def test_validate_names_the_flag(changes, flag):
   config = dataclasses.replace(Config(), **changes)
@@ -125,6 +128,9 @@ def test_from_dict_round_trips_and_fills_new_fields():
   assert config_lib.from_dict(values) == config
   del values['keep_checkpoints']  # a run from before the field existed
   assert config_lib.from_dict(values).keep_checkpoints == Config().keep_checkpoints
+  # Runs from before network_init existed took flax's default initialiser.
+  del values['network_init']
+  assert config_lib.from_dict(values).network_init == 'lecun_normal'
   with pytest.raises(ValueError, match='no_such_field'):
     config_lib.from_dict({**values, 'no_such_field': 1})
 
