@@ -37,20 +37,27 @@ _PATTERNS = (re.compile(r'config\.json\.tmp'),
              re.compile(r'metrics\.jsonl(\.tmp|\.before-resume-\d+)'))
 
 
-def record_steps(run_dir: str) -> list[int]:
-  """The steps of the whole records of ``run_dir``'s ``metrics.jsonl``, in file order
-  (none without the file; a partial or foreign line is skipped)."""
+def records(run_dir: str) -> list[dict]:
+  """The whole records of ``run_dir``'s ``metrics.jsonl`` that carry a step, in file
+  order (none without the file; a line cut by a kill or a foreign line is skipped)."""
   path = os.path.join(run_dir, METRICS_FILE)
   if not os.path.isfile(path):
     return []
-  steps = []
+  found = []
   with open(path, encoding='utf-8') as f:
     for line in f:
       try:
-        steps.append(int(json.loads(line)['step']))
+        record = json.loads(line)
+        record['step'] = int(record['step'])
       except (ValueError, KeyError, TypeError):
         continue
-  return steps
+      found.append(record)
+  return found
+
+
+def record_steps(run_dir: str) -> list[int]:
+  """The steps of the whole records of ``run_dir``'s ``metrics.jsonl``, in file order."""
+  return [record['step'] for record in records(run_dir)]
 
 
 # The keys of a run's config.json: Config's fields, and those of older versions.

@@ -1,6 +1,6 @@
-"""Sweeps (piekd_mjx/grid.py, sweep.py) and their report (report.py): the grid and run
-identity, bad input, the plan, the state of a run directory, the lock, and the report
-read against curves made up here. The sweep that trains is in test_sweep_runs.py."""
+"""Sweeps (piekd_mjx/grid.py, sweep.py): the grid and run identity, bad input, the plan,
+the state of a run directory and the lock. The sweep that trains is in
+test_sweep_runs.py, the report in test_report.py."""
 
 import dataclasses
 import json
@@ -8,12 +8,10 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from piekd_mjx import config as config_lib
 from piekd_mjx import grid
-from piekd_mjx import report
 from piekd_mjx import rundir
 from piekd_mjx import sweep
 
@@ -300,97 +298,6 @@ def test_prune_keeps_the_newest_checkpoint_or_none(tmp_path):
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3000']
   sweep.prune(str(tmp_path), 'report')
   assert sorted(os.listdir(tmp_path)) == []
-
-
-# -- the report --------------------------------------------------------------------------
-
-
-def _fake_run(root, name, best, worst, steps):
-  """A run directory whose records hold the given [T, S] best and worst returns."""
-  run = root / 'runs' / name
-  run.mkdir(parents=True)
-  with open(run / 'metrics.jsonl', 'w', encoding='utf-8') as f:
-    for t, step in enumerate(steps):
-      f.write(json.dumps({'step': int(step), 'eval/return_best': list(best[t]),
-                          'eval/return_worst': list(worst[t])}) + '\n')
-
-
-def _fake_figure(root, name, arms, baselines, cells, curves=('best',)):
-  (root / 'figures').mkdir(exist_ok=True)
-  with open(root / 'figures' / f'{name}.json', 'w', encoding='utf-8') as f:
-    json.dump({'name': name, 'title': name, 'arms': arms, 'labels': arms, 'values': {},
-               'curves': list(curves), 'baselines': baselines, 'cells': cells}, f)
-
-
-def test_report_tables_and_verdicts_from_known_curves(tmp_path):
-  steps = np.arange(1, 11) * 1000  # 10 evaluations to 10k
-  # PIEKD climbs twice as fast as the baselines and its worst member beats them.
-  ramp = np.minimum(steps / 5000, 1.0)[:, None]
-  seeds = np.array([[0.0, 10.0, 20.0]])
-  curves = {'vanilla_sac': (1000 * ramp / 2 + seeds, 1000 * ramp / 2 + seeds),
-            'ensemble_sac': (1100 * ramp / 2 + seeds, 900 * ramp / 2 + seeds),
-            'piekd': (2000 * ramp + seeds, 1500 * ramp + seeds)}
-  cells = []
-  for env in ('hopper', 'walker2d'):
-    for arm, (best, worst) in curves.items():
-      _fake_run(tmp_path, f'{env}-{arm}', best, worst, steps)
-      cells.append({'arm': arm, 'env': env, 'varied': {}, 'run': f'{env}-{arm}',
-                    'total_steps': 10_000})
-  # One run cut short: drawn, marked partial, and left out of the verdicts.
-  _fake_run(tmp_path, 'ant-piekd', 2000 * ramp[:4] + seeds, 1500 * ramp[:4] + seeds,
-            steps[:4])
-  cells.append({'arm': 'piekd', 'env': 'ant', 'varied': {}, 'run': 'ant-piekd',
-                'total_steps': 10_000})
-  _fake_figure(tmp_path, 'fig3_main', list(curves), ['vanilla_sac', 'ensemble_sac'], cells,
-               curves=('best', 'worst'))
-  path = report.write_report(str(tmp_path), str(tmp_path / 'report'), resamples=1000)
-  text = open(path, encoding='utf-8').read()
-  # Final best of PIEKD on hopper: 2000 + mean(0, 10, 20) = 2010.
-  row = next(l for l in text.splitlines() if l.startswith('| hopper | piekd |'))
-  cells_ = [c.strip() for c in row.split('|')]
-  assert cells_[3:5] == ['3', '10,000']
-  assert cells_[5].startswith('2,010.0 [') and cells_[6].startswith('1,510.0 [')
-  # The best baseline (ensemble_sac) converges to 560 (550 + 10); PIEKD's mean best is
-  # 410 at 1k and 810 at 2k, so it reaches 560 at 2,000 steps; ensemble_sac at 5,000.
-  assert cells_[8] == '2,000' and cells_[9] == '0.40'
-  ensemble = next(l for l in text.splitlines() if l.startswith('| hopper | ensemble_sac |'))
-  assert [c.strip() for c in ensemble.split('|')][8:10] == ['5,000', '1.00']
-  assert '| ant | piekd | 3 | 4,000 (partial) |' in text
-  assert '"SAC-PIEKD usually reaches the best baseline\'s convergent performance in half of ' \
-         'the environment interactions": **holds** (on 2 tasks)' in text
-  assert 'hopper: best baseline ensemble_sac converges to 560.0; piekd reaches it at 2,000 ' \
-         'of 10,000 steps -> yes' in text
-  assert 'our worst evaluation in the ensemble outperforms the baseline methods": **holds**' \
-      in text
-  assert 'ant:' not in text.split('### The paper')[1]  # the partial run gives no verdict
-  svg = (tmp_path / 'report' / 'fig3_main-ant.svg').read_text()
-  assert 'piekd (partial: 4,000 of 10,000)' in svg and 'dashed: worst member' in svg
-  assert (tmp_path / 'report' / 'fig3_main-hopper.png').stat().st_size > 10_000
-
-
-def test_report_says_not_enough_data_with_one_seed_or_no_runs(tmp_path):
-  steps = np.arange(1, 4) * 1000
-  one = np.ones((3, 1))
-  _fake_run(tmp_path, 'hopper-piekd', one, one, steps)
-  _fake_figure(tmp_path, 'fig5_hardcopy', ['ensemble_sac', 'piekd', 'piekd_hardcopy'],
-               ['ensemble_sac'], [
-                   {'arm': 'piekd', 'env': 'hopper', 'varied': {}, 'run': 'hopper-piekd',
-                    'total_steps': 3000},
-                   {'arm': 'piekd_hardcopy', 'env': 'hopper', 'varied': {},
-                    'run': 'hopper-none', 'total_steps': 3000}])
-  text = open(report.write_report(str(tmp_path), str(tmp_path / 'r'), resamples=200),
-              encoding='utf-8').read()
-  assert 'performs worse than both Ensemble-SAC and SAC-PIEKD": **not enough data**' in text
-  assert '| hopper | piekd_hardcopy | 0 | no record yet |' in text
-  assert '| hopper | piekd | 1 | 3,000 | 1.0 | 1.0 |' in text  # one seed: no interval
-
-
-def test_estimate_is_the_mean_with_a_bootstrap_interval():
-  e = report.estimate(np.array([1.0, 2.0, 3.0, 4.0]), resamples=2000)
-  assert e.value == 2.5 and 1.0 <= e.low < 2.5 < e.high <= 4.0
-  assert report.estimate(np.array([1.0, 2.0, 3.0, 4.0]), resamples=2000) == e  # fixed rng
-  assert np.isnan(report.estimate(np.array([5.0]), 100).low)
-  assert report.area(np.array([0, 10]), np.array([[0.0], [10.0]])).tolist() == [5.0]
 
 
 def test_a_figure_varying_another_field_draws_a_line_per_value(tmp_path):

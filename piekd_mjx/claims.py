@@ -1,0 +1,464 @@
+"""The paper's claims about Figs. 3-8, each with its statistic and its decision rule,
+fixed before any data is read.
+
+Every claim is judged only on runs that reached their figure's total_steps with at least
+two seeds, and says on how many of the paper's tasks for that figure it was judged.
+A verdict is one of:
+
+* **holds**: the data support the words at 95% confidence;
+* **contradicted**: the data support the opposite of the words at 95% confidence;
+* **inconclusive**: neither (the intervals are too wide);
+* **not enough data**: no task has finished runs of the arms the claim compares.
+
+The statistics (``piekd_mjx.statistics``, rliable's stratified bootstrap):
+
+* the score of a seed is the *area*: its best member's mean evaluation return over
+  training (``curves.area``), or its worst member's where the claim says "worst";
+* *P(X > Y)*: the probability of improvement of arm X over arm Y, per task or averaged
+  over the tasks; "better" is its interval above 0.5, "worse" below 0.5;
+* *Δ*: the mean over tasks of the paired per-seed difference of areas normalised by
+  published SAC's return at 1M (``statistics.SAC_1M_RETURN``); "approximately the same"
+  and "not significantly" are equivalence: Δ's interval inside ±``MARGIN``;
+* counts of tasks: "in all tasks" needs every task; "usually" and "the majority of
+  tasks" need more than half; a task that is neither shown nor refuted keeps the count
+  open (inconclusive) until it could no longer change the verdict.
+
+``CLAIMS`` lists them; ``table()`` writes them as the Markdown table of the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from piekd_mjx import curves as curves_lib
+from piekd_mjx import statistics as st
+from piekd_mjx.curves import Curve
+
+HOLDS = 'holds'
+CONTRADICTED = 'contradicted'
+INCONCLUSIVE = 'inconclusive'
+NOT_ENOUGH_DATA = 'not enough data'
+VERDICTS = (HOLDS, CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH_DATA)
+
+MARGIN = 0.1  # equivalence margin of Δ: 10% of published SAC's return at 1M
+CONSISTENT_FRACTION = 0.8  # "consistently better": at 80% of the evaluations or more
+NEVER = 2.0  # a seed that never reaches a level counts as reaching it at twice the budget
+
+# The number of tasks of each figure in the paper.
+PAPER_TASKS = {'fig3_main': 5, 'fig4_extra': 4, 'fig5_hardcopy': 4,
+               'fig6_random_teacher': 4, 'fig7_ensemble_size': 4, 'fig8_interval': 4}
+
+# The paper's names of the variants.
+PAPER_NAMES = {'vanilla_sac': 'Vanilla-SAC', 'ensemble_sac': 'Ensemble-SAC',
+               'piekd': 'SAC-PIEKD', 'vanilla_sac_extra': 'Vanilla-SAC (extra)',
+               'ensemble_sac_extra': 'Ensemble-SAC (extra)',
+               'piekd_hardcopy': 'SAC-PIEKD (hardcopy)',
+               'piekd_random_teacher': 'SAC-PIEKD (random teacher)'}
+_SETTING_NAMES = {'ensemble_size': 'K', 'distill_interval': 'I'}
+
+PIEKD, ENSEMBLE, HARDCOPY = 'piekd', 'ensemble_sac', 'piekd_hardcopy'
+RANDOM = 'piekd_random_teacher'
+K2, K5 = 'piekd (ensemble_size=2)', 'piekd (ensemble_size=5)'
+I1000, I100000 = 'piekd (distill_interval=1000)', 'piekd (distill_interval=100000)'
+
+
+def paper_name(label: str) -> str:
+  """An arm's label as the paper names it: ``piekd (ensemble_size=2)`` is SAC-PIEKD (K=2)."""
+  label, bracket, varied = label.partition(' [')  # a field the figure varies
+  variant, _, settings = label.partition(' (')
+  name = PAPER_NAMES.get(variant, variant)
+  if bracket:
+    return paper_name(label) + bracket + varied
+  if not settings:
+    return name
+  parts = []
+  for setting in settings.rstrip(')').split(', '):
+    field, _, value = setting.partition('=')
+    parts.append(f'{_SETTING_NAMES.get(field, field)}={value}')
+  inner = ', '.join(parts)
+  return f'{name[:-1]}, {inner})' if name.endswith(')') else f'{name} ({inner})'
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+  verdict: str  # one of VERDICTS
+  numbers: tuple[str, ...]  # the numbers behind it, a line each
+  tasks: int = 0  # the tasks it was judged on
+  paper_tasks: int = 0
+
+  @property
+  def scope(self) -> str:
+    return f"on {self.tasks} of the figure's {self.paper_tasks} tasks"
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureData:
+  """One figure's curves, keyed by (task, arm label)."""
+
+  name: str
+  curves: Mapping[tuple[str, str], Curve]
+  baselines: tuple[str, ...]
+  resamples: int = st.DEFAULT_RESAMPLES
+
+  @property
+  def paper_tasks(self) -> int:
+    return PAPER_TASKS.get(self.name, len({env for env, _ in self.curves}))
+
+  def tasks(self, *arms: str) -> list[str]:
+    """The tasks on which every one of ``arms`` has a finished run of 2+ seeds."""
+    envs = sorted({env for env, _ in self.curves})
+    return [env for env in envs
+            if all((env, arm) in self.curves and not self.curves[env, arm].partial
+                   and self.curves[env, arm].num_seeds >= 2 for arm in arms)]
+
+  def area(self, env: str, arm: str, which: str = 'best') -> np.ndarray:
+    """[S] the seeds' areas, normalised by published SAC's return at 1M."""
+    curve = self.curves[env, arm]
+    return curves_lib.area(curve.steps, getattr(curve, which)) / st.SAC_1M_RETURN[env]
+
+  def areas(self, tasks: Sequence[str], arm: str) -> np.ndarray:
+    """[S, N] normalised areas on ``tasks``, over the seeds every task has."""
+    columns = [self.area(env, arm) for env in tasks]
+    seeds = min(len(c) for c in columns)
+    return np.stack([c[:seeds] for c in columns], axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+  figure: str
+  words: str  # quoted from the paper
+  statistic: str
+  rule: str
+  judge: Callable[[FigureData], Verdict]
+
+
+# -- outcomes ------------------------------------------------------------------------------
+
+YES, NO, OPEN = 'yes', 'no', 'open'
+
+
+def _side(interval: st.Interval, level: float = 0.5) -> str:
+  return YES if interval.above(level) else NO if interval.below(level) else OPEN
+
+
+def _every(outcomes: Sequence[str]) -> str:
+  if NO in outcomes:
+    return CONTRADICTED
+  return HOLDS if all(o == YES for o in outcomes) else INCONCLUSIVE
+
+
+def _most(outcomes: Sequence[str]) -> str:
+  yes, open_ = outcomes.count(YES), outcomes.count(OPEN)
+  if yes > len(outcomes) / 2:
+    return HOLDS
+  return CONTRADICTED if yes + open_ <= len(outcomes) / 2 else INCONCLUSIVE
+
+
+def _not_enough(data: FigureData, arms: Sequence[str]) -> Verdict:
+  names = ', '.join(paper_name(a) for a in arms)
+  return Verdict(NOT_ENOUGH_DATA, (f'no task has finished runs of 2+ seeds of {names}',),
+                 0, data.paper_tasks)
+
+
+def _poi(data: FigureData, x: np.ndarray, y: np.ndarray) -> st.Interval:
+  return st.probability_of_improvement(x, y, data.resamples)
+
+
+def _poi_text(x: str, y: str, interval: st.Interval, which: str = 'best') -> str:
+  member = ' (worst member)' if which == 'worst' else ''
+  return f'P({paper_name(x)}{member} > {paper_name(y)}) = {interval.text(2)}'
+
+
+# -- judges --------------------------------------------------------------------------------
+
+
+def _per_task_better(data: FigureData, arm: str, others: Sequence[str], which: str,
+                     count: Callable[[Sequence[str]], str]) -> Verdict:
+  """Per task, the area of ``arm`` (its ``which`` member) against each of ``others``'
+  best member; a task is yes when better than all of them, no when worse than one."""
+  tasks = data.tasks(arm, *others)
+  if not tasks:
+    return _not_enough(data, [arm, *others])
+  outcomes, numbers = [], []
+  for env in tasks:
+    pois = {o: _poi(data, data.area(env, arm, which)[:, None], data.area(env, o)[:, None])
+            for o in others}
+    sides = [_side(p) for p in pois.values()]
+    outcome = NO if NO in sides else YES if all(s == YES for s in sides) else OPEN
+    outcomes.append(outcome)
+    numbers.append(f'{env}: ' + '; '.join(_poi_text(arm, o, p, which) for o, p in pois.items())
+                   + f' -> {outcome}')
+  return Verdict(count(outcomes), tuple(numbers), len(tasks), data.paper_tasks)
+
+
+def _consistently_better(data: FigureData, arm: str, others: Sequence[str]) -> Verdict:
+  """Per task and baseline, P(X > Y) of the best member's return at each evaluation
+  after ``arm``'s first phase."""
+  tasks = data.tasks(arm, *others)
+  if not tasks:
+    return _not_enough(data, [arm, *others])
+  outcomes, numbers = [], []
+  for env in tasks:
+    mine = data.curves[env, arm]
+    start = mine.first_phase if mine.first_phase is not None else mine.warmup_steps
+    task_sides = []
+    for other in others:
+      theirs = data.curves[env, other]
+      steps = [t for t in np.intersect1d(mine.steps, theirs.steps) if t > start]
+      if not steps:
+        task_sides.append(OPEN)
+        numbers.append(f'{env}: no evaluation of both after step {start:,}')
+        continue
+      x = mine.best[np.searchsorted(mine.steps, steps)].T  # [S, T']
+      y = theirs.best[np.searchsorted(theirs.steps, steps)].T
+      _, low, high = st.probability_of_improvement_per_column(x, y, data.resamples)
+      better, worse = int(np.sum(low > 0.5)), int(np.sum(high < 0.5))
+      side = (NO if worse >= (1 - CONSISTENT_FRACTION) * len(steps) else
+              YES if not worse and better >= CONSISTENT_FRACTION * len(steps) else OPEN)
+      task_sides.append(side)
+      warn = '' if min(x.shape[0], y.shape[0]) >= st.RELIABLE_SEEDS else ' ⚠'
+      numbers.append(
+          f'{env}: {paper_name(arm)} against {paper_name(other)} at the {len(steps)} '
+          f'evaluations after step {start:,}: P(X > Y) above 0.5 at {better}, below 0.5 at '
+          f'{worse}{warn} -> {side}')
+    outcome = NO if NO in task_sides else YES if all(s == YES for s in task_sides) else OPEN
+    outcomes.append(outcome)
+  return Verdict(_every(outcomes), tuple(numbers), len(tasks), data.paper_tasks)
+
+
+def _reaches_in_half(data: FigureData, arm: str, baselines: Sequence[str]) -> Verdict:
+  """Per task, the median over seeds of the fraction of the budget at which ``arm``'s
+  best member reaches, and stays at, the best baseline's converged return."""
+  tasks = data.tasks(arm, *baselines)
+  if not tasks:
+    return _not_enough(data, [arm, *baselines])
+  outcomes, numbers = [], []
+  for env in tasks:
+    level, best = max((float(np.mean(curves_lib.converged(data.curves[env, b].best))), b)
+                      for b in baselines)
+    curve = data.curves[env, arm]
+    fractions = curves_lib.reach_fraction(curve, level)
+    median = st.median(np.minimum(fractions, NEVER), data.resamples)
+    outcome = YES if median.high <= 0.5 else NO if median.low > 0.5 else OPEN
+    outcomes.append(outcome)
+    seeds = ', '.join('never' if not math.isfinite(f) else f'{f:.2f}' for f in fractions)
+    count = curves_lib.converged_count(len(data.curves[env, best].steps))
+    numbers.append(
+        f'{env}: the best baseline, {paper_name(best)}, converges to {level:,.1f} (mean over '
+        f'seeds of the last {count} evaluations); {paper_name(arm)} stays at or above it '
+        f'from these fractions of {curve.total_steps:,} steps: {seeds}; median '
+        f'{median.text(2)} (never counted as {NEVER}) -> {outcome}')
+  return Verdict(_most(outcomes), tuple(numbers), len(tasks), data.paper_tasks)
+
+
+def _aggregate(data: FigureData, arm: str, others: Sequence[str], want: str) -> Verdict:
+  """P(X > Y) of the areas averaged over the tasks, against each of ``others``: holds
+  when every interval lies on the ``want`` side of 0.5 ('above' or 'below'), is
+  contradicted when one lies on the other side."""
+  tasks = data.tasks(arm, *others)
+  if not tasks:
+    return _not_enough(data, [arm, *others])
+  pois = {o: _poi(data, data.areas(tasks, arm), data.areas(tasks, o)) for o in others}
+  sides = [_side(p) for p in pois.values()]
+  good, bad = (YES, NO) if want == 'above' else (NO, YES)
+  verdict = (CONTRADICTED if bad in sides else HOLDS if all(s == good for s in sides)
+             else INCONCLUSIVE)
+  numbers = tuple(f'{_poi_text(arm, o, p)} over {", ".join(tasks)}' for o, p in pois.items())
+  return Verdict(verdict, numbers, len(tasks), data.paper_tasks)
+
+
+def _delta(data: FigureData, tasks: Sequence[str], x: str, y: str) -> st.Interval:
+  return st.mean_difference(data.areas(tasks, x), data.areas(tasks, y), data.resamples)
+
+
+def _delta_text(x: str, y: str, interval: st.Interval, tasks: Sequence[str]) -> str:
+  return (f'Δ({paper_name(x)} - {paper_name(y)}) = {interval.text(3)} over '
+          f'{", ".join(tasks)} (margin ±{MARGIN})')
+
+
+def _slightly_better_not_significantly(data: FigureData) -> Verdict:
+  tasks = data.tasks(PIEKD, RANDOM)
+  if not tasks:
+    return _not_enough(data, [PIEKD, RANDOM])
+  d = _delta(data, tasks, PIEKD, RANDOM)
+  if d.low > MARGIN or d.high < 0:
+    verdict = CONTRADICTED
+  elif d.low >= -MARGIN and d.high <= MARGIN and d.value >= 0:
+    verdict = HOLDS
+  else:
+    verdict = INCONCLUSIVE
+  return Verdict(verdict, (_delta_text(PIEKD, RANDOM, d, tasks),), len(tasks),
+                 data.paper_tasks)
+
+
+def _approximately_the_same(data: FigureData) -> Verdict:
+  tasks = data.tasks(K2, PIEKD, K5)
+  if not tasks:
+    return _not_enough(data, [K2, PIEKD, K5])
+  deltas = {(x, y): _delta(data, tasks, x, y) for x, y in ((K2, PIEKD), (K5, PIEKD), (K2, K5))}
+  if any(d.low > MARGIN or d.high < -MARGIN for d in deltas.values()):
+    verdict = CONTRADICTED
+  elif all(-MARGIN <= d.low and d.high <= MARGIN for d in deltas.values()):
+    verdict = HOLDS
+  else:
+    verdict = INCONCLUSIVE
+  numbers = tuple(_delta_text(x, y, d, tasks) for (x, y), d in deltas.items())
+  return Verdict(verdict, numbers, len(tasks), data.paper_tasks)
+
+
+def _better_in_one_of_four(data: FigureData) -> Verdict:
+  tasks = data.tasks(I1000, ENSEMBLE)
+  if not tasks:
+    return _not_enough(data, [I1000, ENSEMBLE])
+  kinds, numbers = [], []
+  for env in tasks:
+    poi = _poi(data, data.area(env, I1000)[:, None], data.area(env, ENSEMBLE)[:, None])
+    d = _delta(data, [env], I1000, ENSEMBLE)
+    kind = 'better' if poi.above(0.5) else 'not better' if d.high < MARGIN else OPEN
+    kinds.append(kind)
+    numbers.append(f'{env}: {_poi_text(I1000, ENSEMBLE, poi)}; '
+                   f'{_delta_text(I1000, ENSEMBLE, d, [env])} -> {kind}')
+  better, not_better = kinds.count('better'), kinds.count('not better')
+  complete = len(tasks) >= data.paper_tasks
+  if better >= 2 or (complete and not_better == len(tasks)):
+    verdict = CONTRADICTED
+  elif better + not_better == len(tasks) and (better == 1 or not complete):
+    verdict = HOLDS
+  else:
+    verdict = INCONCLUSIVE
+  return Verdict(verdict, tuple(numbers), len(tasks), data.paper_tasks)
+
+
+_AREA = "each seed's area (mean evaluation return over training)"
+_POI_RULE = 'P(X > Y) with its 95% interval; better: above 0.5, worse: below 0.5'
+
+CLAIMS = (
+    Claim('fig3_main',
+          'In all tasks, we outperform all baselines, including Vanilla-SAC and '
+          'Ensemble-SAC, in terms of sample efficiency',
+          f'per task, P(SAC-PIEKD > baseline) of {_AREA}, for each baseline',
+          'a task is yes when better than every baseline, no when worse than one; holds '
+          'when every task is yes, contradicted when one is no',
+          lambda d: _per_task_better(d, PIEKD, d.baselines, 'best', _every)),
+    Claim('fig3_main',
+          'throughout training, we have consistently better performance at similar '
+          'amounts of experience',
+          "per task and baseline, P(SAC-PIEKD > baseline) of the best member's return at "
+          "each evaluation after SAC-PIEKD's first phase",
+          f'yes when above 0.5 at {CONSISTENT_FRACTION:.0%} of those evaluations or more '
+          f'and below at none, for every baseline; no when below 0.5 at '
+          f'{1 - CONSISTENT_FRACTION:.0%} of them or more against one; holds when every '
+          'task is yes, contradicted when one is no',
+          lambda d: _consistently_better(d, PIEKD, d.baselines)),
+    Claim('fig3_main',
+          "SAC-PIEKD usually reaches the best baseline's convergent performance in half of "
+          'the environment interactions',
+          "the best baseline's converged return (the highest over baselines of the mean over "
+          'seeds of the mean of its last max(3, 10%) evaluations); per seed of SAC-PIEKD, '
+          'the first evaluation from which its best member stays at or above it, as a '
+          'fraction of the budget; per task, the median over seeds with its interval',
+          'a task is yes when the interval lies at or below 0.5, no when above 0.5; holds '
+          'when more than half of the tasks are yes, contradicted when that can no longer '
+          'happen',
+          lambda d: _reaches_in_half(d, PIEKD, d.baselines)),
+    Claim('fig3_main',
+          'in the majority of tasks, our worst evaluation in the ensemble outperforms the '
+          'baseline methods',
+          f"per task, P(SAC-PIEKD's worst member > baseline's best member) of {_AREA}",
+          'a task is yes when better than every baseline, no when worse than one; holds '
+          'when more than half of the tasks are yes, contradicted when that can no longer '
+          'happen',
+          lambda d: _per_task_better(d, PIEKD, d.baselines, 'worst', _most)),
+    Claim('fig4_extra',
+          'SAC-PIEKD reaches higher performance more rapidly than the baselines',
+          f'P(SAC-PIEKD > baseline) of {_AREA}, averaged over the tasks, for each baseline',
+          f'{_POI_RULE}; holds when better than every baseline, contradicted when worse '
+          'than one',
+          lambda d: _aggregate(d, PIEKD, d.baselines, 'above')),
+    Claim('fig5_hardcopy',
+          'SAC-PIEKD (hardcopy) performs worse than both Ensemble-SAC and SAC-PIEKD',
+          f'P(SAC-PIEKD (hardcopy) > other) of {_AREA}, averaged over the tasks',
+          f'{_POI_RULE}; holds when worse than both, contradicted when better than one',
+          lambda d: _aggregate(d, HARDCOPY, (ENSEMBLE, PIEKD), 'below')),
+    Claim('fig6_random_teacher',
+          'using the highest-performing teacher for distillation appears to be slightly '
+          'better than selecting a random teacher, though not significantly',
+          'Δ(SAC-PIEKD - SAC-PIEKD (random teacher)): the mean over tasks of the paired '
+          'per-seed difference of normalised areas, with its interval',
+          f'holds when the interval lies inside ±{MARGIN} and Δ >= 0; contradicted when it '
+          f'lies above {MARGIN} (significantly better) or below 0 (the random teacher better)',
+          _slightly_better_not_significantly),
+    Claim('fig6_random_teacher',
+          'using a random teacher performs better than Ensemble-SAC',
+          f'P(SAC-PIEKD (random teacher) > Ensemble-SAC) of {_AREA}, averaged over the tasks',
+          f'{_POI_RULE}; holds when better, contradicted when worse',
+          lambda d: _aggregate(d, RANDOM, (ENSEMBLE,), 'above')),
+    Claim('fig7_ensemble_size',
+          'SAC-PIEKD performs approximately the same across all three ensemble sizes',
+          'Δ of normalised areas for K=2 against K=3, K=5 against K=3 and K=2 against K=5',
+          f'holds when every interval lies inside ±{MARGIN}; contradicted when one lies '
+          f'wholly outside it',
+          _approximately_the_same),
+    Claim('fig7_ensemble_size',
+          'Even with an ensemble size of 2, we see better performance than Ensemble-SAC',
+          f'P(SAC-PIEKD (K=2) > Ensemble-SAC) of {_AREA}, averaged over the tasks',
+          f'{_POI_RULE}; holds when better, contradicted when worse',
+          lambda d: _aggregate(d, K2, (ENSEMBLE,), 'above')),
+    Claim('fig8_interval',
+          'SAC-PIEKD (I=1000) only achieves better performance than Ensemble-SAC in 1 of 4 '
+          'tasks',
+          f'per task, P(SAC-PIEKD (I=1000) > Ensemble-SAC) of {_AREA} and Δ of the task',
+          f'a task is better when P is above 0.5, not better when Δ lies below +{MARGIN}; '
+          'holds when exactly one task is better and the others not better (with fewer '
+          'than 4 tasks: at most one better, the rest not better); contradicted when two '
+          'are better, or all 4 not better',
+          _better_in_one_of_four),
+    Claim('fig8_interval',
+          'SAC-PIEKD (I=100000) is more sample inefficient',
+          f'P(SAC-PIEKD (I=100000) > SAC-PIEKD) of {_AREA}, averaged over the tasks',
+          f'{_POI_RULE}; holds when worse, contradicted when better',
+          lambda d: _aggregate(d, I100000, (PIEKD,), 'below')),
+)
+
+
+def comparisons(data: FigureData) -> list[tuple[str, str]]:
+  """The (X, Y) pairs whose probability of improvement the figure's claims read, or for
+  a figure of another name every arm against every baseline."""
+  pairs = {
+      'fig3_main': [(PIEKD, b) for b in data.baselines],
+      'fig4_extra': [(PIEKD, b) for b in data.baselines],
+      'fig5_hardcopy': [(HARDCOPY, ENSEMBLE), (HARDCOPY, PIEKD)],
+      'fig6_random_teacher': [(PIEKD, RANDOM), (RANDOM, ENSEMBLE)],
+      'fig7_ensemble_size': [(K2, PIEKD), (K5, PIEKD), (K2, K5), (K2, ENSEMBLE)],
+      'fig8_interval': [(I1000, ENSEMBLE), (I100000, PIEKD)],
+  }.get(data.name)
+  if pairs is None:
+    arms = sorted({arm for _, arm in data.curves} - set(data.baselines))
+    pairs = [(a, b) for a in arms for b in data.baselines]
+  return [(x, y) for x, y in pairs if data.tasks(x, y)]
+
+
+def improvements(data: FigureData) -> list[tuple[str, str, st.Interval]]:
+  """P(X > Y) of the areas over the tasks both finished, for each of ``comparisons``."""
+  rows = []
+  for x, y in comparisons(data):
+    tasks = data.tasks(x, y)
+    rows.append((x, y, _poi(data, data.areas(tasks, x), data.areas(tasks, y))))
+  return rows
+
+
+def of_figure(name: str) -> list[Claim]:
+  return [c for c in CLAIMS if c.figure == name]
+
+
+def table() -> list[str]:
+  """The claims as Markdown rows: figure, the paper's words, statistic, decision rule."""
+  lines = ['| figure | claim (the paper\'s words) | statistic | decision rule |',
+           '|---|---|---|---|']
+  for c in CLAIMS:
+    lines.append(f'| {c.figure} | "{c.words}" | {c.statistic} | {c.rule} |')
+  return lines
