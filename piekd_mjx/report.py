@@ -8,7 +8,8 @@ the paper's claims about the figure with its verdict and the numbers behind it
 (``claims``). Runs that have not reached their figure's total_steps are drawn as far as
 they go, marked partial, and left out of the verdicts. The report is a function of the
 runs' ``config.json`` and ``metrics.jsonl`` and the figures' JSON: the same data give the
-same ``REPORT.md``, byte for byte.
+same ``REPORT.md``, byte for byte. docs/REPORT.md explains the statistics and holds the
+table of the claims and their decision rules.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ draws (the probability of improvement is then 0.5 with an interval around it), o
 spread alternately above and below the other arm (the paired difference is about 0 with
 an interval wider than the equivalence margin)."""
 
+import os
 import zlib
 
 import numpy as np
@@ -223,3 +224,11 @@ def test_paper_names():
   assert claims.paper_name('piekd (ensemble_size=2)') == 'SAC-PIEKD (K=2)'
   assert claims.paper_name('piekd (distill_interval=1000)') == 'SAC-PIEKD (I=1000)'
   assert claims.paper_name('ensemble_sac [num_seeds=2]') == 'Ensemble-SAC [num_seeds=2]'
+
+
+def test_docs_hold_the_claims_table_of_the_code():
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs',
+                      'REPORT.md')
+  with open(path, encoding='utf-8') as f:
+    text = f.read()
+  assert '\n'.join(claims.table()) in text
