@@ -7,8 +7,10 @@ one-line docstring as its help; tuples of ints are comma-separated lists.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import typing
+from typing import Sequence
 
 from absl import flags
 
@@ -80,11 +82,55 @@ def values_from_multi_flags(flag_values: flags.FlagValues) -> dict[str, tuple]:
   return values
 
 
+_FLAGFILE = '--flagfile='
+# Flags whose value is a file, read against the folder of the flag file that names them.
+_FILE_FLAGS = (_FLAGFILE, '--figure_file=')
+
+
+def _resolve(path: str, folder: str | None) -> str:
+  """``path`` named in a flag file of ``folder`` (None: on the command line)."""
+  if folder is not None and not os.path.isabs(path):
+    beside = os.path.join(folder, path)
+    path = beside if os.path.isfile(beside) else path
+  return os.path.abspath(os.path.expanduser(path))
+
+
+def expand_flagfiles(argv: Sequence[str], folder: str | None = None,
+                     seen: frozenset[str] = frozenset()) -> list[str]:
+  """``argv`` with each ``--flagfile=PATH`` replaced by the flags of its file, so that a
+  figure file runs from any working directory: a relative file named inside a flag file
+  (``--flagfile``, ``--figure_file``) is read against that file's folder, and against
+  the working directory (absl's way) where that folder has no such file. A file that
+  cannot be read is left for absl to report."""
+  expanded = []
+  for arg in argv:
+    prefix = next((p for p in _FILE_FLAGS if arg.startswith(p)), None)
+    if prefix is None:
+      expanded.append(arg)
+      continue
+    path = _resolve(arg[len(prefix):], folder)
+    if prefix != _FLAGFILE:
+      expanded.append(prefix + (path if folder is not None else arg[len(prefix):]))
+      continue
+    if not os.path.isfile(path):
+      expanded.append(arg)  # absl reports it as it always has
+      continue
+    if path in seen:
+      expanded.append(_FLAGFILE + path)  # a loop: absl reports it
+      continue
+    with open(path, encoding='utf-8') as f:
+      lines = [line.strip() for line in f]
+    flags_ = [line for line in lines if line and not line.startswith(('#', '//'))]
+    expanded += expand_flagfiles(flags_, os.path.dirname(path), seen | {path})
+  return expanded
+
+
 def parse_or_exit(flag_values: flags.FlagValues, argv: list[str]) -> None:
-  """Parses ``argv`` into ``flag_values`` (which defines ``--help``); a bad flag is one
-  line ``error: ...`` and exit code 2, ``--help`` prints the flags and exits 0."""
+  """Parses ``argv`` into ``flag_values`` (which defines ``--help``), flag files read by
+  ``expand_flagfiles``; a bad flag is one line ``error: ...`` and exit code 2,
+  ``--help`` prints the flags and exits 0."""
   try:
-    flag_values(argv)
+    flag_values(argv[:1] + expand_flagfiles(argv[1:]))
   except flags.Error as e:
     print(f'error: {str(e).splitlines()[0]}', file=sys.stderr, flush=True)
     sys.exit(2)

@@ -185,7 +185,7 @@ def read_figure_file(path: str, overrides: dict[str, tuple]) -> grid.Figure:
   flag_values = flags.FlagValues()
   define_figure_flags(flag_values)
   try:
-    flag_values(['figure_file', f'--flagfile={path}'])
+    flag_values(['figure_file'] + config_flags.expand_flagfiles([f'--flagfile={path}']))
   except flags.Error as e:
     raise UsageError(f'--figure_file={path!r}: {str(e).splitlines()[0]}') from None
   return figure_from_flags(flag_values, overrides, f'--figure_file={path!r}')

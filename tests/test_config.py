@@ -7,6 +7,7 @@ import re
 import pytest
 
 from piekd_mjx import config as config_lib
+from piekd_mjx import config_flags
 from piekd_mjx.config import Config
 
 
@@ -185,3 +186,18 @@ def test_flags_the_variant_ignores_are_named(variant, changes, flags):
 ])
 def test_flags_that_act_are_not_named(variant, changes):
   assert config_lib.ignored_flags(_variant(variant, **changes)) == []
+
+
+def test_flag_files_name_files_relative_to_their_own_folder(tmp_path, monkeypatch):
+  figures = tmp_path / 'figures'
+  figures.mkdir()
+  (figures / 'protocol.cfg').write_text('# the protocol\n--num_seeds=5\n\n')
+  (figures / 'fig.cfg').write_text('--flagfile=protocol.cfg\n--figure_file=other.cfg\n'
+                                   '--figure_file=missing.cfg\n--env=hopper\n')
+  (figures / 'other.cfg').write_text('--env=ant\n')
+  monkeypatch.chdir(tmp_path)
+  assert config_flags.expand_flagfiles(['--flagfile=figures/fig.cfg', '--seed=1']) == [
+      '--num_seeds=5', f'--figure_file={figures / "other.cfg"}',
+      f'--figure_file={tmp_path / "missing.cfg"}', '--env=hopper', '--seed=1']
+  # A file that is not there is left for absl to report, as given.
+  assert config_flags.expand_flagfiles(['--flagfile=none.cfg']) == ['--flagfile=none.cfg']

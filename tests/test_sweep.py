@@ -121,8 +121,11 @@ def test_bad_input_is_one_line_and_writes_nothing(args, fragments, tmp_path):
 
 
 def test_the_paper_plan_lists_every_figure_and_each_run_once(tmp_path):
-  result = sweep_cli('--flagfile=launch/paper.cfg', f'--root={tmp_path / "root"}',
-                     '--dry_run', '--nocalibrate')
+  # From another working directory: the figure files name each other relative to their
+  # own folder.
+  result = sweep_cli(f'--flagfile={os.path.join(REPO, "launch", "paper.cfg")}',
+                     f'--root={tmp_path / "root"}', '--dry_run', '--nocalibrate',
+                     cwd=tmp_path)
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
   assert lines[0].startswith('sweep of 6 figure(s)') and 'fig8_interval (16 runs)' in lines[0]
