@@ -25,20 +25,21 @@ def check_env(env: str) -> None:
     raise ValueError(f'--env={env!r} is invalid: must be one of {", ".join(envs.names())}')
 
 
-def check_writable(run_dir: str) -> None:
-  """Raises UsageError unless files can be created in ``run_dir`` or, when it does not
-  exist yet, in its nearest existing parent (probed with a directory removed at once)."""
+def check_writable(run_dir: str, flag: str = 'out_dir') -> None:
+  """Raises UsageError, naming ``--flag``, unless files can be created in ``run_dir``
+  or, when it does not exist yet, in its nearest existing parent (probed with a
+  directory removed at once)."""
   path = os.path.abspath(run_dir)
   while not os.path.exists(path):
     path = os.path.dirname(path)
   if not os.path.isdir(path):
-    raise UsageError(f'--out_dir={run_dir!r} is invalid: {path} is a file, not a directory')
+    raise UsageError(f'--{flag}={run_dir!r} is invalid: {path} is a file, not a directory')
   try:
     if not os.access(path, os.W_OK | os.X_OK):
       raise PermissionError(f'no write permission on {path}')
     os.rmdir(tempfile.mkdtemp(prefix=rundir.WRITE_PROBE, dir=path))
   except OSError as e:
-    raise UsageError(f'--out_dir={run_dir!r} is not writable: cannot create files in '
+    raise UsageError(f'--{flag}={run_dir!r} is not writable: cannot create files in '
                      f'{path} ({e.strerror or e})') from None
 
 

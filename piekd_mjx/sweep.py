@@ -758,7 +758,7 @@ def main(argv: list[str]) -> None:
     if not FLAGS.root:
       raise UsageError('--root is required: the directory of the sweep\'s runs and report')
     figures = figures_from_flags(FLAGS)
-    check_writable(FLAGS.root)
+    check_writable(FLAGS.root, 'root')
     listed = statuses(FLAGS.root, figures)
     conflicts = [s for s in listed if s.state == 'conflict']
     if conflicts:

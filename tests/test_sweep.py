@@ -104,6 +104,7 @@ def test_an_arm_with_a_tuple_and_its_label():
     (['--root={tmp}', '--override=variant=piekd'], ['the arms of a figure are its own']),
     (['--root={tmp}', '--curves=median'], ["--curves='median' is invalid"]),
     (['--root={tmp}', '--figure_file={tmp}/none.cfg'], ['no such file']),
+    (['--root={file}'], ["--root='", "is invalid", 'is a file, not a directory']),
     (['--root={tmp}', '--profile=huge'], ['profile']),
     (['--root={tmp}', '--replay_capacity=2000000000', '--num_seeds=1000'],
      ['inverted_pendulum-vanilla_sac-', 'GiB of replay buffers', 'GiB free']),
@@ -111,7 +112,9 @@ def test_an_arm_with_a_tuple_and_its_label():
      ['--coordinator_address missing']),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(args, fragments, tmp_path):
-  result = sweep_cli(*[a.format(tmp=tmp_path / 'root') for a in args], '--nocalibrate')
+  (tmp_path / 'file').write_text('not a directory')
+  result = sweep_cli(*[a.format(tmp=tmp_path / 'root', file=tmp_path / 'file') for a in args],
+                     '--nocalibrate')
   lines = result.stderr.splitlines()
   assert result.returncode == 2, result.stderr
   assert len(lines) == 1 and lines[0].startswith('error: '), result.stderr
