@@ -63,6 +63,7 @@ import numpy as np
 from piekd_mjx import checkpoint as checkpoint_lib
 from piekd_mjx import config as config_lib
 from piekd_mjx import ensemble as ensemble_lib
+from piekd_mjx import pace as pace_lib
 from piekd_mjx import processes
 from piekd_mjx import rundir
 from piekd_mjx import schedule
@@ -449,8 +450,9 @@ class _Loop:
                output: _Output, progress: Progress):
     self.configs, self.config, self.run_dirs = configs, configs[0], run_dirs
     self.trainer, self.checkpointer, self.output = trainer, checkpointer, output
-    self.process_start, self.first_step = time.time(), progress.step
+    self.process_start = time.time()
     self.origin = self.process_start - progress.wall_time  # the wall clock of step 0
+    self.pace = pace_lib.Pace()
     self.last_eval_time = self.process_start
     self.evaluation: _Evaluation | None = None  # started, its records not yet written
     self.writers: list[MetricsWriter] = []
@@ -485,10 +487,14 @@ class _Loop:
             raise self.stopped(state, progress, signum)
           state, progress = self.chunk(state, progress, num_steps, learn)
         if event.evaluate:
+          start = time.time()
           self.finish_evaluation()
           state, progress = self.start_evaluation(state, progress)
+          self.pace.evaluation_wait = time.time() - start
         if event.phase:
+          start = time.time()
           state, progress = self.phase(state, progress, phase_runs)
+          self.pace.phase = time.time() - start
           for r in phase_runs:
             self.writers[r].write_phase(event.step, progress.phase_metrics[r])
         if event.checkpoint:
@@ -535,15 +541,16 @@ class _Loop:
     """``num_steps`` environment steps, learning or warming up (the state sums their
     SAC metrics); prints a progress line."""
     trainer, config = self.trainer, self.config
+    start = time.time()
     state, metrics = (trainer.train if learn else trainer.collect)(state, num_steps)
     metrics = processes.fetch(metrics)
+    rate = self.pace.chunk(num_steps, learn, time.time() - start)
     step = progress.step + num_steps
     _check_chunk(metrics, step, self.good_checkpoint, self.where)
     trained = progress.trained_steps + (num_steps if learn else 0)
     progress = dataclasses.replace(progress, step=step, trained_steps=trained)
-    elapsed = time.time() - self.process_start
-    rate = (step - self.first_step) / max(elapsed, 1e-9)
-    eta = (config.total_steps - step) / max(rate, 1e-9)
+    eta = self.pace.time_left(self.configs, step)
+    eta = math.inf if eta is None else eta
     self.output.log(f'step {step:>9,}/{config.total_steps:,}  {rate:8.1f} steps/s  '
                     f'elapsed {_hms(time.time() - self.origin)}  eta {_hms(eta)}')
     return state, progress
