@@ -455,15 +455,7 @@ def measure_piekd(measurements: Measurements, name: str) -> dict[str, Any]:
                 distill_batch_size=config.distill_batch_size)
   result['train'] = [{'label': 'vanilla_sac', **_train_summary(vanilla)},
                      {'label': 'ensemble_sac (no sharing)', **_train_summary(no_sharing)}]
-  try:
-    trainer = train_lib.make_trainer(config, measurements.task(name))
-  except Exception as error:  # pylint: disable=broad-except
-    # piekd_mjx.distill is work in progress: missing, or not importable yet.
-    result['message'] = (f'the piekd trainer could not be built, piekd_mjx.distill is not '
-                         f'available ({type(error).__name__}: {error}); the piekd train '
-                         'chunk and the phase were not timed')
-    _log(result['message'])
-    return result
+  trainer = train_lib.make_trainer(config, measurements.task(name))
   if trainer.phase is None:
     result['message'] = 'trainer.phase is None for the piekd variant; no phase to time'
     _log(result['message'])
@@ -483,25 +475,18 @@ def measure_piekd(measurements: Measurements, name: str) -> dict[str, Any]:
       state, _ = _block(trainer.collect(state, size - stored))
     stored = int(state.replay.size[0])
     _log(f'{name}: piekd phase ({config.distill_data}) on {stored:,} transitions ...')
-    try:
-      if not compiled:  # One untimed call compiles (the buffer size is dynamic).
-        start = time.perf_counter()
-        state, _ = _block(trainer.phase(state))
-        first_s = time.perf_counter() - start
-        compiled = True
-      else:
-        first_s = None
-      times, metrics = [], {}
-      for _ in range(FLAGS.repeats):
-        start = time.perf_counter()
-        state, metrics = _block(trainer.phase(state))
-        times.append(time.perf_counter() - start)
-    except Exception as error:  # pylint: disable=broad-except
-      # The distillation module is work in progress: report, keep the other sections.
-      result['message'] = (f'trainer.phase failed ({type(error).__name__}: {error}); '
-                           'the phase was not timed')
-      _log(result['message'])
-      break
+    if not compiled:  # One untimed call compiles (the buffer size is dynamic).
+      start = time.perf_counter()
+      state, _ = _block(trainer.phase(state))
+      first_s = time.perf_counter() - start
+      compiled = True
+    else:
+      first_s = None
+    times, metrics = [], {}
+    for _ in range(FLAGS.repeats):
+      start = time.perf_counter()
+      state, metrics = _block(trainer.phase(state))
+      times.append(time.perf_counter() - start)
     num_updates = int(np.asarray(metrics['distill/num_updates'])[0])
     skipped = bool(np.asarray(metrics['distill/skipped'])[0])
     phase_s = statistics.median(times)

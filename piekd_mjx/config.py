@@ -100,8 +100,8 @@ class Config:
   solver: str = _field('faithful', "The task's physics solver: 'faithful' or 'fast'.")
   seed_batch: int = _field(
       0, 'Seeds advanced as one vmapped batch, the batches one after another through '
-      'each chunk; must divide num_seeds. 0: 1 on a CPU (where the seeds one by one are '
-      'faster), all seeds on an accelerator.')
+      'each chunk; must divide num_seeds. 0: 1 on a CPU, all seeds on an accelerator '
+      '(docs/BENCHMARKS.md).')
   num_devices: int = _field(
       0, 'Devices the lanes (the seeds of the runs trained together) are split over, each '
       'holding and training its own block of them; the lanes must divide over them. 0: '
@@ -109,7 +109,7 @@ class Config:
   eval_batch: int = _field(
       0, 'Evaluation episodes stepped as one batch: a divisor of eval_episodes (each '
       "member's episodes in groups, one after another; less memory) or 0 for all S*K*E "
-      'at once (the fastest measured, on a CPU too).')
+      'at once (docs/BENCHMARKS.md).')
   eval_overlap: bool = _field(
       True, 'Step an evaluation on a second host thread while training goes on (the '
       'same episodes of the same parameters; its record is written when it ends). Off: '

@@ -12,9 +12,9 @@ the trainer uses so that a batch of seeds reads and writes its buffers in place.
 
 Layout: every field of a transition is flattened into ONE float32 row of width W, so
 the buffer is a single array ``data [C, W]`` and an insert of n rows is a single
-in-place update of that one array at rows (position + arange(n)) % C. (Storing the
-fields as separate arrays made each environment step inside a ``lax.scan`` copy the
-whole buffer.) The static ``Layout``, derived from an example transition, says where
+in-place update of that one array at rows (position + arange(n)) % C, which XLA
+performs in place inside a loop (one array per field is copied whole at each step of
+a ``lax.scan``). The static ``Layout``, derived from an example transition, says where
 each field lives in a row and restores its shape and dtype on the way out.
 Termination and truncation are stored as separate columns.
 """
