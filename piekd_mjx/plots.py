@@ -71,7 +71,7 @@ def task_figure(figure: dict, env: str, curves: Sequence[Curve], out_dir: str,
     ax.plot(curve.steps, mean, color=color, marker='o', markersize=3)
     ax.fill_between(curve.steps, low, high, color=color, alpha=0.18, linewidth=0)
     means.append(mean)
-    if draw_worst:
+    if draw_worst and not np.array_equal(curve.best, curve.worst):  # K = 1: the same
       worst = np.nanmean(curve.worst, axis=1)
       ax.plot(curve.steps, worst, color=color, linestyle='--', marker='o', markersize=2,
               linewidth=1)
@@ -126,19 +126,24 @@ def _limit_y(ax, means: Sequence[np.ndarray]) -> None:
   ax.set_ylim(low - 0.1 * pad, high + 0.45 * pad)  # room for the legend above the curves
 
 
+def aggregate_tasks(figure: dict, curves: dict[tuple[str, str], Curve]) -> list[str]:
+  """The tasks on which every arm of the figure has records: those the aggregate reads."""
+  return sorted({env for env, _ in curves
+                 if all((env, arm) in curves for arm in figure['labels'])})
+
+
 def aggregate_figure(figure: dict, curves: dict[tuple[str, str], Curve], out_dir: str,
                      resamples: int) -> list[str]:
   """Over the tasks on which every arm has records: left, per arm, the IQM over tasks and
   seeds of the best member's normalised return at each evaluation all its runs share,
   with its band; right, the performance profile of the normalised areas of the finished
   runs. Returns the paths written ([] when no task has every arm)."""
+  envs = aggregate_tasks(figure, curves)
+  if not envs:
+    return []
   plt = _pyplot()
   from matplotlib import ticker  # pylint: disable=g-import-not-at-top
   labels = figure['labels']
-  envs = sorted({env for env, _ in curves
-                 if all((env, arm) in curves for arm in labels)})
-  if not envs:
-    return []
   data = claims_lib.FigureData(figure['name'], curves, tuple(figure['baselines']))
   finished = data.tasks(*labels)
   fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 4.2))

@@ -84,7 +84,7 @@ def figure_section(root: str, name: str, out_dir: str, resamples: int,
     images.append((f'{figure["name"]} {env}', f'{figure["name"]}-{env}.png'))
     if draw:
       plots.task_figure(figure, env, shown, out_dir, resamples)
-  if envs:
+  if plots.aggregate_tasks(figure, dict(data.curves)):
     images.append((f'{figure["name"]} over tasks', f'{figure["name"]}-aggregate.png'))
     if draw:
       plots.aggregate_figure(figure, dict(data.curves), out_dir, resamples)

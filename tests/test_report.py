@@ -4,6 +4,7 @@ reproduction regenerated from its committed data."""
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -32,6 +33,13 @@ def _fake_run(root, name, variant, best, worst, steps):
       f.write(json.dumps({'step': int(step), 'eval/return_best': list(best[t]),
                           'eval/return_worst': list(worst[t])}) + '\n')
     f.write('{"step": 99')  # a line cut by a kill
+
+
+def _assert_images_exist(path):
+  """Every image REPORT.md links is in its folder."""
+  text = open(path, encoding='utf-8').read()
+  for name in re.findall(r'\]\(([^)]+\.png)\)', text):
+    assert os.path.isfile(os.path.join(os.path.dirname(path), name)), name
 
 
 def _fake_figure(root, name, arms, baselines, cells, curves=('best',)):
@@ -66,6 +74,7 @@ def fixture_fig3(tmp_path):
 
 def test_report_tables_verdicts_and_figures_from_known_curves(fig3):
   path = report.write_report(str(fig3), str(fig3 / 'report'), resamples=500)
+  _assert_images_exist(path)
   text = open(path, encoding='utf-8').read()
   # The converged return of SAC-PIEKD on hopper: 2000 + mean(0, 10, 20) = 2010.
   row = next(l for l in text.splitlines() if l.startswith('| hopper | SAC-PIEKD |'))
@@ -112,8 +121,10 @@ def test_report_says_not_enough_data_with_one_seed_or_no_runs(tmp_path):
                     'total_steps': 3000},
                    {'arm': 'piekd_hardcopy', 'env': 'hopper', 'run': 'hopper-none',
                     'total_steps': 3000}])
-  text = open(report.write_report(str(tmp_path), str(tmp_path / 'r'), resamples=200),
-              encoding='utf-8').read()
+  path = report.write_report(str(tmp_path), str(tmp_path / 'r'), resamples=200)
+  _assert_images_exist(path)
+  text = open(path, encoding='utf-8').read()
+  assert 'aggregate' not in text  # no task has every arm
   assert ('performs worse than both Ensemble-SAC and SAC-PIEKD": **not enough data** '
           "(on 0 of the figure's 4 tasks)") in text
   assert '| hopper | SAC-PIEKD (hardcopy) | 0 | no record yet |' in text
