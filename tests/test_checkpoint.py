@@ -7,6 +7,7 @@ trainer, so its programs are traced once; the subprocesses (the CLI, killed by S
 and stopped by SIGTERM) find them compiled in JAX's persistent cache.
 """
 
+import dataclasses
 import io
 import json
 import os
@@ -25,6 +26,7 @@ import pytest
 
 from piekd_mjx import checkpoint as checkpoint_lib
 from piekd_mjx import config as config_lib
+from piekd_mjx import policy as policy_lib
 from piekd_mjx import run as run_lib
 from piekd_mjx import train as train_lib
 
@@ -495,3 +497,61 @@ def test_killed_then_stopped_runs_resume_exactly(reference, trainer, tmp_path,
   assert all(r['step'] <= second for r in records(run_dir))
   resume_in_process(run_dir, trainer)
   assert comparable(run_dir) == comparable(reference)
+
+
+# -- one member's policy out of a checkpoint (piekd_mjx/policy.py) -------------------------
+
+
+def test_a_members_policy_is_its_checkpointed_actor(reference, trainer, tmp_path):
+  checkpointer = checkpoint_lib.Checkpointer(str(reference), 2,
+                                             jax.eval_shape(trainer.init))
+  state, _, _ = checkpointer.restore(lambda _: None)
+  checkpointer.close()
+  last = records(reference)[-1]
+  for seed in (0, 1):
+    policy = policy_lib.load(str(reference), seed=seed)
+    best = int(np.argmax(last['eval/returns'][seed]))
+    assert policy.origin == {'run': str(reference), 'seed': seed, 'member': best,
+                             'step': 3000}
+    expected = jax.tree.map(lambda x, s=seed, m=best: np.asarray(x[s, m]),
+                            state.members.actor_params)
+    jax.tree.map(np.testing.assert_array_equal, policy.params, expected)
+  assert (policy.env, policy.observation_size, policy.action_size) == (
+      'inverted_pendulum', 4, 1)
+  obs = np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4)
+  mean, _ = policy.actor.apply(policy.params, obs)
+  np.testing.assert_allclose(policy(obs), np.tanh(mean), rtol=1e-6)
+  sampled = policy.sample(obs, jax.random.key(0))
+  assert sampled.shape == (2, 1) and np.all(np.abs(sampled) < 1)
+  # An older checkpoint and a member by index.
+  other = policy_lib.load(str(reference), seed=1, member=2, step=2500)
+  assert other.origin['step'] == 2500 and other.origin['member'] == 2
+  # Saved alone, read back equal, and small.
+  path = tmp_path / 'policy.msgpack'
+  other.save(str(path))
+  again = policy_lib.load(str(path))
+  assert path.stat().st_size < 10_000
+  assert dataclasses.replace(again, params=None) == dataclasses.replace(other, params=None)
+  jax.tree.map(np.testing.assert_array_equal, again.params, other.params)
+  np.testing.assert_array_equal(again(obs), other(obs))
+
+
+@pytest.mark.parametrize('kwargs, words', [
+    ({'seed': 2}, 'seed=2 is not a seed'),
+    ({'member': 3}, 'member=3 is not a member'),
+    ({'member': 'worst'}, "member='worst' is invalid"),
+    ({'step': 1234}, 'step=1234 is not a checkpoint'),
+])
+def test_a_policy_that_is_not_there_is_one_line(reference, kwargs, words):
+  with pytest.raises(policy_lib.PolicyError, match=re.escape(words)) as error:
+    policy_lib.load(str(reference), **kwargs)
+  assert '\n' not in str(error.value)
+
+
+def test_a_directory_or_file_that_is_not_a_run_or_policy(tmp_path):
+  (tmp_path / 'notes.txt').write_text('hello')
+  for source, words in ((tmp_path, 'is not a run directory'),
+                        (tmp_path / 'missing', 'is neither a run directory nor'),
+                        (tmp_path / 'notes.txt', 'is neither a run directory nor')):
+    with pytest.raises(policy_lib.PolicyError, match=words):
+      policy_lib.load(str(source))
