@@ -555,3 +555,24 @@ def test_a_directory_or_file_that_is_not_a_run_or_policy(tmp_path):
                         (tmp_path / 'notes.txt', 'is neither a run directory nor')):
     with pytest.raises(policy_lib.PolicyError, match=words):
       policy_lib.load(str(source))
+
+
+def test_play_runs_a_member_on_mujoco_c_and_on_mjx(reference, tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'piekd_mjx.play', f'--run={reference}', '--seed=1',
+       '--episodes=3'], capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr
+  lines = result.stdout.splitlines()
+  assert lines[0].startswith('inverted_pendulum: seed 1, member ')
+  assert lines[1].startswith('MuJoCo C (Gymnasium): mean return ')
+  assert lines[2].startswith('MJX (piekd_mjx): mean return ')
+  assert 'over 3 episodes' in lines[1] and 'over 3 episodes' in lines[2]
+  assert 'agree' in lines[3]
+  for argv, words in ((['--run=' + str(tmp_path / 'none')], 'is neither a run directory'),
+                      ([f'--run={reference}', '--episodes=0'], '--episodes=0 is invalid'),
+                      ([f'--run={reference}', '--member=9'], 'member=9 is not a member'),
+                      ([f'--run={reference}', '--engines=bullet'], '--engines=bullet')):
+    bad = subprocess.run([sys.executable, '-m', 'piekd_mjx.play', *argv],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, bad.stderr
+    assert words in bad.stderr, bad.stderr

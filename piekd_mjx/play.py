@@ -1,0 +1,131 @@
+"""Plays a trained member on MuJoCo C (Gymnasium's ``*-v5``) and on our MJX task.
+
+  python -m piekd_mjx.play --run=DIR [--seed=0] [--member=best] [--step=-1] --episodes=10
+
+The member's deterministic policy (``policy.load``; tanh of the mean, as evaluation
+acts) runs ``--episodes`` episodes on each engine, episode i from seed
+``--episode_seed + i`` (Gymnasium's ``reset(seed=...)`` on one side, a PRNG key on the
+other: the same seeds, not the same initial states), each at most 1,000 steps. It
+prints each engine's mean return with its spread and Welch's 95% interval of the
+difference: a policy trained here should score the same on both engines within the
+episodes' own spread, the end-to-end check of the task's parity that one-step parity
+cannot give (errors that compound over 1,000 steps, resets, termination).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import flags
+import numpy as np
+
+from piekd_mjx import config_flags
+from piekd_mjx import policy as policy_lib
+
+FLAGS = flags.FlagValues()
+flags.DEFINE_string('run', '', 'A run directory, or a policy saved by Policy.save.',
+                    flag_values=FLAGS)
+flags.DEFINE_integer('seed', 0, "The run's seed whose member plays.", flag_values=FLAGS)
+flags.DEFINE_string('member', 'best', "'best' (at that step's evaluation) or a member index.",
+                    flag_values=FLAGS)
+flags.DEFINE_integer('step', -1, 'The checkpoint (-1: the newest).', flag_values=FLAGS)
+flags.DEFINE_integer('episodes', 10, 'Episodes on each engine.', flag_values=FLAGS)
+flags.DEFINE_integer('episode_seed', 0, 'The seed of the first episode.', flag_values=FLAGS)
+flags.DEFINE_list('engines', ['mujoco', 'mjx'], "'mujoco' (Gymnasium on MuJoCo C), 'mjx'.",
+                  flag_values=FLAGS)
+flags.DEFINE_bool('help', False, 'Show the flags and exit.', flag_values=FLAGS)
+
+EPISODE_LENGTH = 1000
+ENGINES = ('mujoco', 'mjx')
+
+
+def play_mujoco(policy: policy_lib.Policy, episodes: int, seed: int) -> np.ndarray:
+  """The returns [N] of ``episodes`` episodes on Gymnasium's task (MuJoCo C)."""
+  import gymnasium  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  env = gymnasium.make(envs.GYMNASIUM_IDS[policy.env], max_episode_steps=EPISODE_LENGTH)
+  low, high = env.action_space.low, env.action_space.high
+  returns = np.zeros(episodes)
+  for i in range(episodes):
+    obs, _ = env.reset(seed=seed + i)
+    done = False
+    while not done:
+      action = low + (np.asarray(policy(obs), np.float64) + 1.0) * 0.5 * (high - low)
+      obs, reward, terminated, truncated, _ = env.step(action)
+      returns[i] += reward
+      done = terminated or truncated
+  env.close()
+  return returns
+
+
+def play_mjx(policy: policy_lib.Policy, episodes: int, seed: int) -> np.ndarray:
+  """The returns [N] of ``episodes`` episodes on our MJX task, as evaluation plays them."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import envs, evaluate, sac  # pylint: disable=g-import-not-at-top
+  from piekd_mjx.config import Config  # pylint: disable=g-import-not-at-top
+  task = envs.make(policy.env)
+  config = Config(env=policy.env, hidden_sizes=policy.hidden_sizes,
+                  log_std_min=policy.log_std_min, log_std_max=policy.log_std_max)
+  member = sac.make_sac(config, policy.observation_size, policy.action_size)
+  run = jax.jit(evaluate.make_evaluate(task, member, EPISODE_LENGTH, episodes))
+  params = jax.tree.map(lambda x: x[None, None], policy.params)  # [S = 1, K = 1, ...]
+  return np.asarray(run(params, jax.random.key(seed)))[0, 0].astype(np.float64)
+
+
+def summary(name: str, returns: np.ndarray) -> str:
+  spread = returns.std(ddof=1) if len(returns) > 1 else 0.0
+  return (f'{name}: mean return {returns.mean():,.1f}, standard deviation {spread:,.1f} '
+          f'over {len(returns)} episodes (min {returns.min():,.1f}, max {returns.max():,.1f})')
+
+
+def difference(mujoco: np.ndarray, mjx: np.ndarray) -> str:
+  """Welch's 95% interval of mean(mjx) - mean(mujoco), and whether it holds 0."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  if len(mujoco) < 2 or len(mjx) < 2:
+    return 'difference: needs 2 episodes or more on each engine'
+  if np.ptp(mujoco) == 0 and np.ptp(mjx) == 0:
+    same = mujoco[0] == mjx[0]
+    return f'difference: {mjx[0] - mujoco[0]:,.1f} (no spread); agree: {"yes" if same else "no"}'
+  test = stats.ttest_ind(mjx, mujoco, equal_var=False)
+  interval = test.confidence_interval(0.95)
+  agree = interval.low <= 0 <= interval.high
+  return (f'difference of the means (MJX - MuJoCo C): {mjx.mean() - mujoco.mean():,.1f}, '
+          f"95% interval [{interval.low:,.1f}, {interval.high:,.1f}] (Welch's t); "
+          f'agree within the episodes\' spread: {"yes" if agree else "no"}')
+
+
+def main(argv: list[str]) -> None:
+  config_flags.parse_or_exit(FLAGS, argv)
+  if not FLAGS.run:
+    _fail('--run is required: a run directory or a saved policy')
+  if FLAGS.episodes < 1:
+    _fail(f'--episodes={FLAGS.episodes} is invalid: must be a positive integer')
+  unknown = [e for e in FLAGS.engines if e not in ENGINES]
+  if unknown or not FLAGS.engines:
+    _fail(f'--engines={",".join(FLAGS.engines)} is invalid: one or both of mujoco, mjx')
+  try:
+    policy = policy_lib.load(FLAGS.run, seed=FLAGS.seed, member=FLAGS.member,
+                             step=None if FLAGS.step < 0 else FLAGS.step)
+  except policy_lib.PolicyError as e:
+    _fail(str(e))
+  print(f'{policy.env}: seed {policy.origin.get("seed")}, member '
+        f'{policy.origin.get("member")}, step {policy.origin.get("step")} of '
+        f'{policy.origin.get("run")}', flush=True)
+  results = {}
+  if 'mujoco' in FLAGS.engines:
+    results['mujoco'] = play_mujoco(policy, FLAGS.episodes, FLAGS.episode_seed)
+    print(summary('MuJoCo C (Gymnasium)', results['mujoco']), flush=True)
+  if 'mjx' in FLAGS.engines:
+    results['mjx'] = play_mjx(policy, FLAGS.episodes, FLAGS.episode_seed)
+    print(summary('MJX (piekd_mjx)', results['mjx']), flush=True)
+  if len(results) == 2:
+    print(difference(results['mujoco'], results['mjx']), flush=True)
+
+
+def _fail(message: str) -> None:
+  print(f'error: {message}', file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+if __name__ == '__main__':
+  main(sys.argv)
