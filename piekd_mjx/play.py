@@ -1,6 +1,7 @@
 """Plays a trained member on MuJoCo C (Gymnasium's ``*-v5``) and on our MJX task.
 
   python -m piekd_mjx.play --run=DIR [--seed=0] [--member=best] [--step=-1] --episodes=10
+      [--video=PATH.mp4]
 
 The member's deterministic policy (``policy.load``; tanh of the mean, as evaluation
 acts) runs ``--episodes`` episodes on each engine, episode i from seed
@@ -9,7 +10,9 @@ other: the same seeds, not the same initial states), each at most 1,000 steps. I
 prints each engine's mean return with its spread and Welch's 95% interval of the
 difference: a policy trained here should score the same on both engines within the
 episodes' own spread, the end-to-end check of the task's parity that one-step parity
-cannot give (errors that compound over 1,000 steps, resets, termination).
+cannot give (errors that compound over 1,000 steps, resets, termination). ``--video``
+renders the first MuJoCo C episode offscreen with MuJoCo's renderer and writes it with
+imageio (the ``render`` extra).
 """
 
 from __future__ import annotations
@@ -33,29 +36,77 @@ flags.DEFINE_integer('episodes', 10, 'Episodes on each engine.', flag_values=FLA
 flags.DEFINE_integer('episode_seed', 0, 'The seed of the first episode.', flag_values=FLAGS)
 flags.DEFINE_list('engines', ['mujoco', 'mjx'], "'mujoco' (Gymnasium on MuJoCo C), 'mjx'.",
                   flag_values=FLAGS)
+flags.DEFINE_string('video', '', "Write the first MuJoCo C episode here, rendered "
+                    "offscreen ('.mp4' or '.gif'; needs an OpenGL backend, MUJOCO_GL).",
+                    flag_values=FLAGS)
 flags.DEFINE_bool('help', False, 'Show the flags and exit.', flag_values=FLAGS)
 
 EPISODE_LENGTH = 1000
 ENGINES = ('mujoco', 'mjx')
 
 
-def play_mujoco(policy: policy_lib.Policy, episodes: int, seed: int) -> np.ndarray:
-  """The returns [N] of ``episodes`` episodes on Gymnasium's task (MuJoCo C)."""
+VIDEO_SIZE = (480, 360)  # width, height
+VIDEO_FPS = 30
+
+
+def play_mujoco(policy: policy_lib.Policy, episodes: int, seed: int,
+                render: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+  """The returns [N] of ``episodes`` episodes on Gymnasium's task (MuJoCo C), and with
+  ``render`` the frames [H, W, 3] of the first one (its reset and every step)."""
   import gymnasium  # pylint: disable=g-import-not-at-top
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
-  env = gymnasium.make(envs.GYMNASIUM_IDS[policy.env], max_episode_steps=EPISODE_LENGTH)
+  options = dict(render_mode='rgb_array', width=VIDEO_SIZE[0],
+                 height=VIDEO_SIZE[1]) if render else {}
+  env = gymnasium.make(envs.GYMNASIUM_IDS[policy.env], max_episode_steps=EPISODE_LENGTH,
+                       **options)
   low, high = env.action_space.low, env.action_space.high
-  returns = np.zeros(episodes)
+  returns, frames = np.zeros(episodes), []
   for i in range(episodes):
     obs, _ = env.reset(seed=seed + i)
+    filming = render and i == 0
+    frames += [env.render()] if filming else []
     done = False
     while not done:
       action = low + (np.asarray(policy(obs), np.float64) + 1.0) * 0.5 * (high - low)
       obs, reward, terminated, truncated, _ = env.step(action)
+      frames += [env.render()] if filming else []
       returns[i] += reward
       done = terminated or truncated
   env.close()
-  return returns
+  return returns, frames
+
+
+def check_rendering() -> str | None:
+  """None when MuJoCo can render offscreen here, else the one line that says why not.
+  Without MUJOCO_GL set, OSMesa (Debian's libosmesa6) is used: it needs no display or
+  GPU."""
+  import os  # pylint: disable=g-import-not-at-top
+  os.environ.setdefault('MUJOCO_GL', 'osmesa')
+  if os.environ['MUJOCO_GL'] == 'osmesa':
+    os.environ.setdefault('PYOPENGL_PLATFORM', 'osmesa')
+  try:
+    import mujoco  # pylint: disable=g-import-not-at-top
+    model = mujoco.MjModel.from_xml_string('<mujoco><worldbody/></mujoco>')
+    with mujoco.Renderer(model, 8, 8):
+      pass
+  except Exception as e:  # pylint: disable=broad-except
+    return (f'--video needs an OpenGL backend for MUJOCO_GL={os.environ["MUJOCO_GL"]} '
+            f'({type(e).__name__}); install Debian\'s libosmesa6 (MUJOCO_GL=osmesa) or '
+            'use MUJOCO_GL=egl on a GPU')
+  return None
+
+
+def write_video(path: str, frames: list[np.ndarray]) -> None:
+  """``frames`` as an MP4 (H.264, imageio-ffmpeg) or a GIF, by ``path``'s suffix."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  import imageio.v2 as imageio  # pylint: disable=g-import-not-at-top
+  with warnings.catch_warnings():
+    # imageio-ffmpeg forks to exec ffmpeg at once; no Python runs in the child.
+    warnings.filterwarnings('ignore', message='os.fork', category=RuntimeWarning)
+    if path.endswith('.gif'):
+      imageio.mimsave(path, frames, duration=1000 / VIDEO_FPS, loop=0)
+    else:
+      imageio.mimsave(path, frames, fps=VIDEO_FPS, macro_block_size=8)
 
 
 def play_mjx(policy: policy_lib.Policy, episodes: int, seed: int) -> np.ndarray:
@@ -103,6 +154,14 @@ def main(argv: list[str]) -> None:
   unknown = [e for e in FLAGS.engines if e not in ENGINES]
   if unknown or not FLAGS.engines:
     _fail(f'--engines={",".join(FLAGS.engines)} is invalid: one or both of mujoco, mjx')
+  if FLAGS.video:
+    if not FLAGS.video.endswith(('.mp4', '.gif')):
+      _fail(f'--video={FLAGS.video!r} is invalid: a path ending in .mp4 or .gif')
+    if 'mujoco' not in FLAGS.engines:
+      _fail('--video renders the MuJoCo C episodes: --engines must include mujoco')
+    problem = check_rendering()
+    if problem:
+      _fail(problem)
   try:
     policy = policy_lib.load(FLAGS.run, seed=FLAGS.seed, member=FLAGS.member,
                              step=None if FLAGS.step < 0 else FLAGS.step)
@@ -113,8 +172,12 @@ def main(argv: list[str]) -> None:
         f'{policy.origin.get("run")}', flush=True)
   results = {}
   if 'mujoco' in FLAGS.engines:
-    results['mujoco'] = play_mujoco(policy, FLAGS.episodes, FLAGS.episode_seed)
+    results['mujoco'], frames = play_mujoco(policy, FLAGS.episodes, FLAGS.episode_seed,
+                                            render=bool(FLAGS.video))
     print(summary('MuJoCo C (Gymnasium)', results['mujoco']), flush=True)
+    if FLAGS.video:
+      write_video(FLAGS.video, frames)
+      print(f'video: {FLAGS.video} ({len(frames)} frames of episode 0)', flush=True)
   if 'mjx' in FLAGS.engines:
     results['mjx'] = play_mjx(policy, FLAGS.episodes, FLAGS.episode_seed)
     print(summary('MJX (piekd_mjx)', results['mjx']), flush=True)

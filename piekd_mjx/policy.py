@@ -190,8 +190,14 @@ def _member(run_dir: str, config: config_lib.Config, seed: int, member: int | st
 def _restore_actors(state_dir: str) -> Any:
   """The actors [L, K, ...] of a checkpoint's state item, and nothing else of it."""
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  from absl import logging  # pylint: disable=g-import-not-at-top
   checkpointer = ocp.PyTreeCheckpointer()
-  metadata = checkpointer.metadata(state_dir)
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)  # orbax warns of a metadata file it does not need
+  try:
+    metadata = checkpointer.metadata(state_dir)
+  finally:
+    logging.set_verbosity(verbosity)
   tree = getattr(getattr(metadata, 'item_metadata', None), 'tree', None) or metadata
   item = {'members': {'actor_params': jax.tree.map(
       lambda m: np.zeros(m.shape, m.dtype), tree['members']['actor_params'])}}

@@ -576,3 +576,25 @@ def test_play_runs_a_member_on_mujoco_c_and_on_mjx(reference, tmp_path):
                          capture_output=True, text=True, timeout=300, check=False)
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, bad.stderr
     assert words in bad.stderr, bad.stderr
+
+
+def test_play_films_the_first_mujoco_c_episode(reference, tmp_path):
+  # .ci/run installs the OpenGL backend (OSMesa); elsewhere the test needs it too.
+  import imageio.v2 as imageio  # pylint: disable=g-import-not-at-top
+  video = tmp_path / 'episode.gif'
+  result = subprocess.run(
+      [sys.executable, '-m', 'piekd_mjx.play', f'--run={reference}', '--engines=mujoco',
+       '--episodes=1', f'--video={video}'], capture_output=True, text=True, timeout=600,
+      check=False)
+  assert result.returncode == 0, result.stderr
+  count = int(re.search(r'video: .* \((\d+) frames', result.stdout).group(1))
+  frames = [np.asarray(f)[..., :3] for f in imageio.mimread(video)]
+  assert len(frames) == count >= 2  # the reset and every step of the episode
+  assert frames[0].shape == (360, 480, 3)
+  assert all(f.std() > 10 for f in frames)  # not blank
+  # The pendulum moves in view: the frames are not all the same.
+  assert max(np.abs(f.astype(int) - frames[0]).mean() for f in frames[1:]) > 0.05
+  bad = subprocess.run([sys.executable, '-m', 'piekd_mjx.play', f'--run={reference}',
+                        '--video=out.avi'], capture_output=True, text=True, timeout=300,
+                       check=False)
+  assert bad.returncode == 2 and "--video='out.avi' is invalid" in bad.stderr
