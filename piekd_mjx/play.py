@@ -1,7 +1,7 @@
 """Plays a trained member on MuJoCo C (Gymnasium's ``*-v5``) and on our MJX task.
 
   python -m piekd_mjx.play --run=DIR [--seed=0] [--member=best] [--step=-1] --episodes=10
-      [--video=PATH.mp4]
+      [--video=PATH.mp4] [--filmstrip=PATH.png]
 
 The member's deterministic policy (``policy.load``; tanh of the mean, as evaluation
 acts) runs ``--episodes`` episodes on each engine, episode i from seed
@@ -12,7 +12,7 @@ difference: a policy trained here should score the same on both engines within t
 episodes' own spread, the end-to-end check of the task's parity that one-step parity
 cannot give (errors that compound over 1,000 steps, resets, termination). ``--video``
 renders the first MuJoCo C episode offscreen with MuJoCo's renderer and writes it with
-imageio (the ``render`` extra).
+imageio (the ``render`` extra); ``--filmstrip`` writes a few of its frames side by side.
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ flags.DEFINE_list('engines', ['mujoco', 'mjx'], "'mujoco' (Gymnasium on MuJoCo C
 flags.DEFINE_string('video', '', "Write the first MuJoCo C episode here, rendered "
                     "offscreen ('.mp4' or '.gif'; needs an OpenGL backend, MUJOCO_GL).",
                     flag_values=FLAGS)
+flags.DEFINE_string('filmstrip', '', 'Write frames of the first MuJoCo C episode side by '
+                    "side here ('.png'), as --video renders them.", flag_values=FLAGS)
+flags.DEFINE_integer('filmstrip_frames', 6, 'Frames of the filmstrip, evenly spaced.',
+                     flag_values=FLAGS)
 flags.DEFINE_bool('help', False, 'Show the flags and exit.', flag_values=FLAGS)
 
 EPISODE_LENGTH = 1000
@@ -55,8 +59,12 @@ def play_mujoco(policy: policy_lib.Policy, episodes: int, seed: int,
   ``render`` the frames [H, W, 3] of the first one (its reset and every step)."""
   import gymnasium  # pylint: disable=g-import-not-at-top
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
-  options = dict(render_mode='rgb_array', width=VIDEO_SIZE[0],
-                 height=VIDEO_SIZE[1]) if render else {}
+  # A free camera that tracks the first body after the world's (the model's own 'track'
+  # camera follows the centre of mass of the whole model, and a runner leaves its view).
+  options = dict(render_mode='rgb_array', width=VIDEO_SIZE[0], height=VIDEO_SIZE[1],
+                 camera_id=-1, default_camera_config=dict(
+                     type=2, trackbodyid=1, distance=4.0, elevation=-15.0, azimuth=90.0)
+                 ) if render else {}
   env = gymnasium.make(envs.GYMNASIUM_IDS[policy.env], max_episode_steps=EPISODE_LENGTH,
                        **options)
   low, high = env.action_space.low, env.action_space.high
@@ -90,10 +98,18 @@ def check_rendering() -> str | None:
     with mujoco.Renderer(model, 8, 8):
       pass
   except Exception as e:  # pylint: disable=broad-except
-    return (f'--video needs an OpenGL backend for MUJOCO_GL={os.environ["MUJOCO_GL"]} '
+    return (f'--video and --filmstrip need an OpenGL backend for '
+            f'MUJOCO_GL={os.environ["MUJOCO_GL"]} '
             f'({type(e).__name__}); install Debian\'s libosmesa6 (MUJOCO_GL=osmesa) or '
             'use MUJOCO_GL=egl on a GPU')
   return None
+
+
+def write_filmstrip(path: str, frames: list[np.ndarray], count: int) -> None:
+  """``count`` frames evenly spaced from the first to the last, side by side, as a PNG."""
+  import imageio.v2 as imageio  # pylint: disable=g-import-not-at-top
+  picks = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
+  imageio.imwrite(path, np.concatenate([frames[i] for i in picks], axis=1))
 
 
 def write_video(path: str, frames: list[np.ndarray]) -> None:
@@ -154,11 +170,17 @@ def main(argv: list[str]) -> None:
   unknown = [e for e in FLAGS.engines if e not in ENGINES]
   if unknown or not FLAGS.engines:
     _fail(f'--engines={",".join(FLAGS.engines)} is invalid: one or both of mujoco, mjx')
-  if FLAGS.video:
-    if not FLAGS.video.endswith(('.mp4', '.gif')):
-      _fail(f'--video={FLAGS.video!r} is invalid: a path ending in .mp4 or .gif')
+  if FLAGS.video and not FLAGS.video.endswith(('.mp4', '.gif')):
+    _fail(f'--video={FLAGS.video!r} is invalid: a path ending in .mp4 or .gif')
+  if FLAGS.filmstrip and not FLAGS.filmstrip.endswith('.png'):
+    _fail(f'--filmstrip={FLAGS.filmstrip!r} is invalid: a path ending in .png')
+  if FLAGS.filmstrip_frames < 1:
+    _fail(f'--filmstrip_frames={FLAGS.filmstrip_frames} is invalid: a positive integer')
+  filming = bool(FLAGS.video or FLAGS.filmstrip)
+  if filming:
     if 'mujoco' not in FLAGS.engines:
-      _fail('--video renders the MuJoCo C episodes: --engines must include mujoco')
+      _fail('--video and --filmstrip render the MuJoCo C episodes: --engines must '
+            'include mujoco')
     problem = check_rendering()
     if problem:
       _fail(problem)
@@ -173,11 +195,14 @@ def main(argv: list[str]) -> None:
   results = {}
   if 'mujoco' in FLAGS.engines:
     results['mujoco'], frames = play_mujoco(policy, FLAGS.episodes, FLAGS.episode_seed,
-                                            render=bool(FLAGS.video))
+                                            render=filming)
     print(summary('MuJoCo C (Gymnasium)', results['mujoco']), flush=True)
     if FLAGS.video:
       write_video(FLAGS.video, frames)
       print(f'video: {FLAGS.video} ({len(frames)} frames of episode 0)', flush=True)
+    if FLAGS.filmstrip:
+      write_filmstrip(FLAGS.filmstrip, frames, FLAGS.filmstrip_frames)
+      print(f'filmstrip: {FLAGS.filmstrip}', flush=True)
   if 'mjx' in FLAGS.engines:
     results['mjx'] = play_mjx(policy, FLAGS.episodes, FLAGS.episode_seed)
     print(summary('MJX (piekd_mjx)', results['mjx']), flush=True)

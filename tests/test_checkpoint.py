@@ -581,11 +581,11 @@ def test_play_runs_a_member_on_mujoco_c_and_on_mjx(reference, tmp_path):
 def test_play_films_the_first_mujoco_c_episode(reference, tmp_path):
   # .ci/run installs the OpenGL backend (OSMesa); elsewhere the test needs it too.
   import imageio.v2 as imageio  # pylint: disable=g-import-not-at-top
-  video = tmp_path / 'episode.gif'
+  video, strip = tmp_path / 'episode.gif', tmp_path / 'strip.png'
   result = subprocess.run(
       [sys.executable, '-m', 'piekd_mjx.play', f'--run={reference}', '--engines=mujoco',
-       '--episodes=1', f'--video={video}'], capture_output=True, text=True, timeout=600,
-      check=False)
+       '--episodes=1', f'--video={video}', f'--filmstrip={strip}', '--filmstrip_frames=2'],
+      capture_output=True, text=True, timeout=600, check=False)
   assert result.returncode == 0, result.stderr
   count = int(re.search(r'video: .* \((\d+) frames', result.stdout).group(1))
   frames = [np.asarray(f)[..., :3] for f in imageio.mimread(video)]
@@ -594,6 +594,10 @@ def test_play_films_the_first_mujoco_c_episode(reference, tmp_path):
   assert all(f.std() > 10 for f in frames)  # not blank
   # The pendulum moves in view: the frames are not all the same.
   assert max(np.abs(f.astype(int) - frames[0]).mean() for f in frames[1:]) > 0.05
+  # The filmstrip: the first and the last frame side by side (the GIF's are quantised).
+  first, last = np.split(imageio.imread(strip)[..., :3].astype(int), 2, axis=1)
+  assert first.shape == (360, 480, 3) and first.std() > 10
+  assert np.abs(first - frames[0]).mean() < 10 and np.abs(last - frames[-1]).mean() < 10
   bad = subprocess.run([sys.executable, '-m', 'piekd_mjx.play', f'--run={reference}',
                         '--video=out.avi'], capture_output=True, text=True, timeout=300,
                        check=False)
