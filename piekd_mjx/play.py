@@ -59,14 +59,18 @@ def play_mujoco(policy: policy_lib.Policy, episodes: int, seed: int,
   ``render`` the frames [H, W, 3] of the first one (its reset and every step)."""
   import gymnasium  # pylint: disable=g-import-not-at-top
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
-  # A free camera that tracks the first body after the world's (the model's own 'track'
-  # camera follows the centre of mass of the whole model, and a runner leaves its view).
   options = dict(render_mode='rgb_array', width=VIDEO_SIZE[0], height=VIDEO_SIZE[1],
-                 camera_id=-1, default_camera_config=dict(
-                     type=2, trackbodyid=1, distance=4.0, elevation=-15.0, azimuth=90.0)
-                 ) if render else {}
+                 camera_id=-1) if render else {}
   env = gymnasium.make(envs.GYMNASIUM_IDS[policy.env], max_episode_steps=EPISODE_LENGTH,
                        **options)
+  if render:
+    # The task's own free camera (Gymnasium's view of it), made to track its body (the
+    # model's 'track' camera follows the whole model's centre of mass, which a runner
+    # leaves behind); a camera config that tracks the world tracks the first body.
+    renderer = env.unwrapped.mujoco_renderer
+    config = {**(renderer.default_cam_config or {}), 'type': 2}  # mjCAMERA_TRACKING
+    config['trackbodyid'] = config.get('trackbodyid') or 1
+    renderer.default_cam_config = config
   low, high = env.action_space.low, env.action_space.high
   returns, frames = np.zeros(episodes), []
   for i in range(episodes):

@@ -591,12 +591,15 @@ def test_play_films_the_first_mujoco_c_episode(reference, tmp_path):
   frames = [np.asarray(f)[..., :3] for f in imageio.mimread(video)]
   assert len(frames) == count >= 2  # the reset and every step of the episode
   assert frames[0].shape == (360, 480, 3)
-  assert all(f.std() > 10 for f in frames)  # not blank
+  # Not blank: besides the background's colour, the body's (1% of the pixels or more).
+  for frame in frames:
+    colours, counts = np.unique(frame.reshape(-1, 3), axis=0, return_counts=True)
+    assert counts.max() < 0.99 * counts.sum(), colours[np.argmax(counts)]
   # The pendulum moves in view: the frames are not all the same.
   assert max(np.abs(f.astype(int) - frames[0]).mean() for f in frames[1:]) > 0.05
   # The filmstrip: the first and the last frame side by side (the GIF's are quantised).
   first, last = np.split(imageio.imread(strip)[..., :3].astype(int), 2, axis=1)
-  assert first.shape == (360, 480, 3) and first.std() > 10
+  assert first.shape == (360, 480, 3)
   assert np.abs(first - frames[0]).mean() < 10 and np.abs(last - frames[-1]).mean() < 10
   bad = subprocess.run([sys.executable, '-m', 'piekd_mjx.play', f'--run={reference}',
                         '--video=out.avi'], capture_output=True, text=True, timeout=300,
