@@ -145,6 +145,11 @@ def _side(interval: st.Interval, level: float = 0.5) -> str:
   return YES if interval.above(level) else NO if interval.below(level) else OPEN
 
 
+def _all_of(sides: Sequence[str]) -> str:
+  """One outcome of several that must all be yes: no when one is no."""
+  return NO if NO in sides else YES if all(s == YES for s in sides) else OPEN
+
+
 def _every(outcomes: Sequence[str]) -> str:
   if NO in outcomes:
     return CONTRADICTED
@@ -188,7 +193,7 @@ def _per_task_better(data: FigureData, arm: str, others: Sequence[str], which: s
     pois = {o: _poi(data, data.area(env, arm, which)[:, None], data.area(env, o)[:, None])
             for o in others}
     sides = [_side(p) for p in pois.values()]
-    outcome = NO if NO in sides else YES if all(s == YES for s in sides) else OPEN
+    outcome = _all_of(sides)
     outcomes.append(outcome)
     numbers.append(f'{env}: ' + '; '.join(_poi_text(arm, o, p, which) for o, p in pois.items())
                    + f' -> {outcome}')
@@ -225,7 +230,7 @@ def _consistently_better(data: FigureData, arm: str, others: Sequence[str]) -> V
           f'{env}: {paper_name(arm)} against {paper_name(other)} at the {len(steps)} '
           f'evaluations after step {start:,}: P(X > Y) above 0.5 at {better}, below 0.5 at '
           f'{worse}{warn} -> {side}')
-    outcome = NO if NO in task_sides else YES if all(s == YES for s in task_sides) else OPEN
+    outcome = _all_of(task_sides)
     outcomes.append(outcome)
   return Verdict(_every(outcomes), tuple(numbers), len(tasks), data.paper_tasks)
 
@@ -263,10 +268,9 @@ def _aggregate(data: FigureData, arm: str, others: Sequence[str], want: str) -> 
   if not tasks:
     return _not_enough(data, [arm, *others])
   pois = {o: _poi(data, data.areas(tasks, arm), data.areas(tasks, o)) for o in others}
-  sides = [_side(p) for p in pois.values()]
-  good, bad = (YES, NO) if want == 'above' else (NO, YES)
-  verdict = (CONTRADICTED if bad in sides else HOLDS if all(s == good for s in sides)
-             else INCONCLUSIVE)
+  flip = {YES: NO, NO: YES, OPEN: OPEN}
+  sides = [_side(p) if want == 'above' else flip[_side(p)] for p in pois.values()]
+  verdict = _every([_all_of(sides)])
   numbers = tuple(f'{_poi_text(arm, o, p)} over {", ".join(tasks)}' for o, p in pois.items())
   return Verdict(verdict, numbers, len(tasks), data.paper_tasks)
 
