@@ -78,7 +78,11 @@ def method_text(resamples: int) -> str:
 
 def _interval_estimates(scores, statistic: Callable[..., np.ndarray], resamples: int,
                         seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """rliable's point estimate and interval of ``statistic(*scores)`` (arrays)."""
+  """rliable's point estimate and interval of ``statistic(*scores)`` (arrays); NaN
+  intervals when an array has fewer than two seeds to resample."""
+  if any(_degenerate(x) for x in scores):
+    point = np.asarray(statistic(*scores), np.float64)
+    return point, np.full_like(point, np.nan), np.full_like(point, np.nan)
   from rliable import library as rly  # pylint: disable=g-import-not-at-top
   state = np.random.get_state()
   np.random.seed(seed)
@@ -104,20 +108,13 @@ def mean_per_column(scores: np.ndarray, resamples: int,
   """The mean over seeds of scores [S, T] per column, and its interval, each [T]
   (NaN intervals with one seed)."""
   scores = np.asarray(scores, np.float64)
-  mean = scores.mean(axis=0)
-  if _degenerate(scores):
-    return mean, np.full_like(mean, np.nan), np.full_like(mean, np.nan)
-  point, low, high = _interval_estimates((scores[:, None, :],),
-                                         lambda x: x.mean(axis=(0, 1)), resamples, seed)
-  return point, low, high
+  return _interval_estimates((scores[:, None, :],), lambda x: x.mean(axis=(0, 1)),
+                             resamples, seed)
 
 
 def mean(scores: np.ndarray, resamples: int, seed: int = 0) -> Interval:
   """The mean over seeds and tasks of scores [S, N] and its interval."""
   scores = _as_runs(scores)
-  if _degenerate(scores):
-    return Interval(float(scores.mean()), math.nan, math.nan, scores.shape[0],
-                    scores.shape[1])
   point, low, high = _interval_estimates((scores,), np.mean, resamples, seed)
   return Interval(float(point), float(low), float(high), scores.shape[0], scores.shape[1])
 
@@ -125,8 +122,6 @@ def mean(scores: np.ndarray, resamples: int, seed: int = 0) -> Interval:
 def median(scores: np.ndarray, resamples: int, seed: int = 0) -> Interval:
   """The median over seeds of one task's scores [S] and its interval."""
   scores = np.asarray(scores, np.float64)
-  if _degenerate(scores):
-    return Interval(float(np.median(scores)), math.nan, math.nan, len(scores))
   point, low, high = _interval_estimates((scores[:, None],), np.median, resamples, seed)
   return Interval(float(point), float(low), float(high), len(scores))
 
@@ -141,9 +136,6 @@ def iqm_per_column(scores: np.ndarray, resamples: int,
   def iqm(x: np.ndarray) -> np.ndarray:
     return stats.trim_mean(x.reshape(-1, x.shape[-1]), 0.25, axis=0)
 
-  if _degenerate(scores):
-    value = iqm(scores)
-    return value, np.full_like(value, np.nan), np.full_like(value, np.nan)
   return _interval_estimates((scores,), iqm, resamples, seed)
 
 
@@ -166,8 +158,6 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray, resamples: int,
   over tasks (rliable's probability of improvement), scores [S, N] and [S', N]."""
   x, y = _as_runs(x), _as_runs(y)
   seeds = min(x.shape[0], y.shape[0])
-  if _degenerate(x) or _degenerate(y):
-    return Interval(float(improvement(x, y)), math.nan, math.nan, seeds, x.shape[1])
   point, low, high = _interval_estimates((x, y), improvement, resamples, seed)
   return Interval(float(point), float(low), float(high), seeds, x.shape[1])
 
@@ -179,9 +169,6 @@ def probability_of_improvement_per_column(
   [T]."""
   x = np.asarray(x, np.float64)[:, None, :]
   y = np.asarray(y, np.float64)[:, None, :]
-  if _degenerate(x) or _degenerate(y):
-    value = improvement(x, y)
-    return value, np.full_like(value, np.nan), np.full_like(value, np.nan)
   return _interval_estimates((x, y), improvement, resamples, seed)
 
 
@@ -206,7 +193,4 @@ def performance_profile(scores: np.ndarray, thresholds: np.ndarray, resamples: i
   from rliable import library as rly  # pylint: disable=g-import-not-at-top
   scores = np.asarray(scores, np.float64)
   profile = lambda x: rly.score_distributions(x, thresholds)
-  if _degenerate(scores):
-    value = profile(scores)
-    return value, np.full_like(value, np.nan), np.full_like(value, np.nan)
   return _interval_estimates((scores,), profile, resamples, seed)
