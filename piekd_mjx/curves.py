@@ -15,13 +15,11 @@ A ``Curve`` is one arm on one task: the best and the worst member's evaluation r
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 
 import numpy as np
 
-from piekd_mjx import config as config_lib
 from piekd_mjx import rundir
 from piekd_mjx import schedule
 
@@ -57,8 +55,7 @@ def read_curve(root: str, cell: dict) -> Curve | None:
   has no evaluation record or no readable config.json yet."""
   run_dir = os.path.join(root, 'runs', cell['run'])
   try:
-    with open(os.path.join(run_dir, rundir.CONFIG_FILE), encoding='utf-8') as f:
-      config = config_lib.from_dict(json.load(f))
+    config = rundir.read_config(run_dir)
   except (OSError, ValueError, TypeError):
     return None
   by_step = {r['step']: r for r in rundir.records(run_dir)

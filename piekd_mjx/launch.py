@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import os
 import signal
 import sys
@@ -96,8 +95,7 @@ def resolve_resume(flag_values: flags.FlagValues = FLAGS) -> config_lib.Config:
   if not os.path.isfile(path):
     raise UsageError(f'--out_dir={run_dir!r} holds no run to resume (no config.json)')
   try:
-    with open(path, encoding='utf-8') as f:
-      saved = config_lib.from_dict(json.load(f))
+    saved = rundir.read_config(run_dir)
   except (OSError, ValueError, TypeError) as e:
     raise UsageError(f'--out_dir={run_dir!r} holds an unreadable config.json ({e})') from None
   flagged, explicit = config_flags.config_from_flags(flag_values)

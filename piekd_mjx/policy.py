@@ -134,12 +134,10 @@ def _read_file(path: str) -> Policy:
 
 
 def _run_config(run_dir: str) -> config_lib.Config:
-  path = os.path.join(run_dir, rundir.CONFIG_FILE)
   if not os.path.isdir(run_dir):
     raise PolicyError(f'{run_dir!r} is neither a run directory nor a saved policy')
   try:
-    with open(path, encoding='utf-8') as f:
-      return config_lib.from_dict(json.load(f))
+    return rundir.read_config(run_dir)
   except (OSError, ValueError, TypeError):
     raise PolicyError(f'{run_dir!r} is not a run directory (no readable '
                       f'{rundir.CONFIG_FILE})') from None

@@ -37,6 +37,13 @@ _PATTERNS = (re.compile(r'config\.json\.tmp'),
              re.compile(r'metrics\.jsonl(\.tmp|\.before-resume-\d+)'))
 
 
+def read_config(run_dir: str) -> config_lib.Config:
+  """The ``Config`` of ``run_dir``'s ``config.json``; raises OSError, ValueError or
+  TypeError when it is missing or does not read."""
+  with open(os.path.join(run_dir, CONFIG_FILE), encoding='utf-8') as f:
+    return config_lib.from_dict(json.load(f))
+
+
 def records(run_dir: str) -> list[dict]:
   """The whole records of ``run_dir``'s ``metrics.jsonl`` that carry a step, in file
   order (none without the file; a line cut by a kill or a foreign line is skipped)."""

@@ -51,7 +51,6 @@ from typing import Any, Iterator, Sequence
 
 from absl import flags
 
-from piekd_mjx import config as config_lib
 from piekd_mjx import config_flags
 from piekd_mjx import grid
 from piekd_mjx import processes
@@ -258,8 +257,7 @@ def status_of(config: Config, run_dir: str, holding: bool = False) -> RunStatus:
       return RunStatus(config, run_dir, 'new')
     return RunStatus(config, run_dir, 'conflict', reason='it holds files but no config.json')
   try:
-    with open(config_path, encoding='utf-8') as f:
-      saved = config_lib.from_dict(json.load(f))
+    saved = rundir.read_config(run_dir)
   except (OSError, ValueError, TypeError) as e:
     return RunStatus(config, run_dir, 'conflict', reason=f'its config.json does not read ({e})')
   differs = [name for name, value in grid.identity(saved).items()
@@ -359,8 +357,7 @@ def measured_seconds_per_step(root: str, config: Config) -> float | None:
   runs = os.path.join(root, RUNS)
   for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
     try:
-      with open(os.path.join(runs, name, rundir.CONFIG_FILE), encoding='utf-8') as f:
-        other = config_lib.from_dict(json.load(f))
+      other = rundir.read_config(os.path.join(runs, name))
       with open(os.path.join(runs, name, rundir.METRICS_FILE), encoding='utf-8') as f:
         records = [json.loads(line) for line in f]
     except (OSError, ValueError, TypeError):
