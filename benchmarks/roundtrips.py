@@ -39,7 +39,11 @@ flags.DEFINE_list('lanes', ['1', '5'], 'Lanes L of the traced chunk, all in one 
 flags.DEFINE_integer('members', 3, 'Members K of the traced programs.')
 flags.DEFINE_string('task_solver', 'faithful', "The tasks' solver: 'faithful' or 'fast'.")
 flags.DEFINE_integer('chunk_steps', 1000, 'Environment steps of a chunk (the default '
-                     "--log_every): a chunk's own loops and conds are divided by it.")
+                     "--log_every): a dynamic chunk's own loops and conds are divided by it.")
+flags.DEFINE_enum('control_flow', 'static', ['static', 'dynamic'],
+                  "The chunk's --control_flow: 'static' is what 'auto' picks on an "
+                  "accelerator (a static chunk is traced one step long, so everything in it "
+                  "counts per environment step); 'dynamic' is a CPU's.")
 flags.DEFINE_string('out', '', 'Write every row as JSON here.')
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,7 +53,7 @@ NAMES = {
     ('mjx/solver.py', 'solve', 'while'): 'mjx solver while',
     ('mjx/solver.py', '_fun', 'cond'): 'mjx line search cond',
     ('piekd_mjx/train.py', 'steps', 'while'): 'chunk loop',
-    ('piekd_mjx/train.py', 'step', 'while'): "members' updates loop",
+    ('piekd_mjx/train.py', 'updates', 'while'): "members' updates loop",
     ('piekd_mjx/envs/wrappers.py', 'restart_ended', 'cond'): 'episode restarts',
     ('piekd_mjx/evaluate.py', 'run', 'while'): 'evaluation loop',
 }
@@ -240,12 +244,17 @@ def trace(name: str) -> dict[str, tuple[Any, str | None, int | None]]:
     config = config_lib.apply_variant(config_lib.Config(
         env=name, variant='piekd', ensemble_size=FLAGS.members, num_seeds=lanes,
         seed_batch=lanes, hidden_sizes=(8, 8), batch_size=16, replay_capacity=1000,
-        warmup_steps=16, distill_batch_size=16, solver=FLAGS.task_solver), ('ensemble_size',))
+        warmup_steps=16, distill_batch_size=16, solver=FLAGS.task_solver,
+        control_flow=FLAGS.control_flow), ('ensemble_size',))
     config.validate()
     trainer = train.make_group_trainer([config], task)
     state = jax.eval_shape(trainer.init)
-    programs[f'chunk L={lanes}'] = (jax.make_jaxpr(trainer.chunk)(state, 1, True),
-                                    'chunk loop', FLAGS.chunk_steps)
+    if FLAGS.control_flow == 'static':  # the length is part of the program: one step
+      jaxpr = jax.make_jaxpr(trainer.chunk, static_argnums=(1, 2))(state, 1, True)
+      programs[f'chunk L={lanes}'] = (jaxpr, None, None)
+    else:
+      programs[f'chunk L={lanes}'] = (jax.make_jaxpr(trainer.chunk)(state, 1, True),
+                                      'chunk loop', FLAGS.chunk_steps)
   # One run's evaluation: S = 1 seed's K members, every episode in one batch.
   actors = jax.tree.map(lambda x: jax.ShapeDtypeStruct((1,) + x.shape[1:], x.dtype),
                         state.members.actor_params)
@@ -301,7 +310,7 @@ def main(argv):
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
   commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT,
                           capture_output=True, text=True, check=False).stdout.strip()
-  results = {'argv': sys.argv, 'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+  results = {'argv': sys.argv, 'control_flow': FLAGS.control_flow, 'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
              'machine': platform.processor() or platform.machine(), 'cpus': os.cpu_count(),
              'jax': jax.__version__, 'commit': commit, 'rows': []}
   for task in FLAGS.tasks or envs.names():

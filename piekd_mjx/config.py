@@ -36,7 +36,7 @@ RESUMABLE_FIELDS = ('total_steps', 'eval_every', 'eval_episodes', 'eval_batch',
                     'out_dir')
 # Where a run trains, not which run it is: outside a sweep's run identity (a run's
 # name is the same on any machine), though a run resumes only where it started.
-PLACEMENT_FIELDS = ('num_devices',)
+PLACEMENT_FIELDS = ('num_devices', 'control_flow')
 
 # The valid values of the enum-valued string fields.
 SOLVER_CHOICES = ('faithful', 'fast')
@@ -46,6 +46,7 @@ SHARE_CHOICES = ('none', 'distill', 'hardcopy', 'extra')
 TEACHER_CHOICES = ('best', 'random')
 DISTILL_DATA_CHOICES = ('full', 'sample')
 EXTRA_UPDATES_CHOICES = ('policy_alpha', 'all')
+CONTROL_FLOW_CHOICES = ('auto', 'static', 'dynamic')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +117,12 @@ class Config:
       'training waits for every evaluation.')
   matmul_precision: str = _field(
       'float32', "jax_default_matmul_precision: 'float32', 'tensorfloat32' or 'bfloat16'.")
+  control_flow: str = _field(
+      'auto', "How a training chunk's loops and branches compile: 'static' (fixed trip "
+      'counts and selects: one program per chunk length and per warm-up or learning, in '
+      "which an accelerator never waits on the host), 'dynamic' (one program for every "
+      "chunk, with conditionals that skip work) or 'auto' (dynamic on a CPU, static "
+      'elsewhere). The two agree to float32 rounding.')
 
   # -- the ensemble and distillation (spec §2-3) ----------------------------------------
   ensemble_size: int = _field(1, 'Number of members K sharing one replay buffer.')
@@ -192,6 +199,7 @@ class Config:
         'teacher': TEACHER_CHOICES,
         'distill_data': DISTILL_DATA_CHOICES,
         'extra_updates': EXTRA_UPDATES_CHOICES,
+        'control_flow': CONTROL_FLOW_CHOICES,
     }
     for name, valid in choices.items():
       value = getattr(self, name)

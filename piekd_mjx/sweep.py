@@ -375,10 +375,19 @@ def measured_seconds_per_step(root: str, config: Config) -> float | None:
 
 def calibrated_seconds_per_step(trainer, num_steps: int = 200) -> float:
   """Seconds per training step (no evaluation or phase) of a short chunk, after a
-  minibatch's worth of warm-up and one call that compiles it; the state is thrown away."""
-  state = trainer.init()
-  state, _ = trainer.collect(state, trainer.config.batch_size)
-  state, _ = trainer.train(state, 1)
+  minibatch's worth of warm-up and one call that compiles it; the state is thrown away.
+  With static control flow, where each chunk length is a program of its own, every
+  chunk is ``log_every`` steps long, a length the run compiles anyway."""
+  from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+  config, state = trainer.config, trainer.init()
+  if train.static_control(config):
+    num_steps = config.log_every
+    for _ in range(-(-config.batch_size // num_steps)):
+      state, _ = trainer.collect(state, num_steps)
+    state, _ = trainer.train(state, num_steps)
+  else:
+    state, _ = trainer.collect(state, config.batch_size)
+    state, _ = trainer.train(state, 1)
   start = time.perf_counter()
   state, metrics = trainer.train(state, num_steps)
   jax_block(metrics)

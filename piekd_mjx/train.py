@@ -11,11 +11,14 @@ another (on a CPU one lane per batch; elsewhere all in one). The replay buffers 
 are the one exception: a batch's inserts and samples index them in place by lane
 (``Replay.add_at``, ``Replay.sample_at``), so they are never sliced or copied.
 
-A chunk of steps is one ``lax.fori_loop`` whose trip count is a traced argument, so
-chunks of any length reuse one compiled program and the host touches the state only
-between chunks. Warm-up and learning chunks are the same program too: whether a chunk
-learns is a traced flag (it picks the action and sets the trip count of the step's
-update loop), so a run compiles its step once.
+A chunk of steps is one ``lax.fori_loop`` and the host touches the state only between
+chunks. Its control flow comes in two forms (``Config.control_flow``), with the same
+records. Dynamic (a CPU's): the chunk's length and whether it learns are traced
+arguments, so one compiled program serves every chunk, and conditionals skip work (the
+updates while warming up, the restarts on steps where no episode ended). Static (an
+accelerator's, which waits on the host at every data-dependent loop predicate and
+conditional): the length and ``learn`` are compile-time constants, one program per pair,
+so the chunk's loops have static trip counts, and the restarts are selects.
 
 Runs that share a ``program_key`` (task, K, network and batch sizes, replay capacity,
 episode length, warm-up, ...) train as lanes of one program (``make_group_trainer``);
@@ -31,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import operator
 from typing import Callable, NamedTuple, Sequence
 
 import flax.struct
@@ -277,6 +281,15 @@ class Parts(NamedTuple):
   updates_per_step: int
   batch_size: int
   recent_episodes: int
+  static: bool = False  # static control flow (``control_flow``)
+
+
+def static_control(config: Config) -> bool:
+  """Whether ``config``'s chunks compile with static control flow (``control_flow``;
+  'auto': everywhere but on a CPU)."""
+  if config.control_flow == 'auto':
+    return jax.default_backend() != 'cpu'
+  return config.control_flow == 'static'
 
 
 def make_parts(config: Config, task: envs.MjxTask) -> Parts:
@@ -285,7 +298,8 @@ def make_parts(config: Config, task: envs.MjxTask) -> Parts:
                sac=sac_lib.make_sac(config, task.observation_size, task.action_size),
                replay=make_replay(task, config.replay_capacity),
                num_members=config.ensemble_size, updates_per_step=config.updates_per_step,
-               batch_size=config.batch_size, recent_episodes=config.recent_episodes)
+               batch_size=config.batch_size, recent_episodes=config.recent_episodes,
+               static=static_control(config))
 
 
 def lane_init(parts: Parts, key: jax.Array, settings: lanes_lib.Settings):
@@ -346,23 +360,50 @@ def lane_update(parts: Parts, members: sac_lib.MemberState, batches: sac_lib.Tra
 
 
 def step(parts: Parts, state: TrainState, settings: lanes_lib.Settings, lanes: jax.Array,
-         learn: jax.Array) -> tuple[TrainState, Metrics]:
-  """One environment step of the batch of lanes ``lanes`` [b], and (if ``learn``, a
-  traced bool) the members' updates.
+         learn: jax.Array | bool) -> tuple[TrainState, Metrics]:
+  """One environment step of the batch of lanes ``lanes`` [b], and (if ``learn``) the
+  members' updates.
 
   ``state``'s per-lane leaves (and ``settings``') lead with [b], except the replay
   buffers: all L of them, which the batch's insert and samples index in place (a
-  scatter and a gather into data [L, C, W]). Warm-up and learning steps are one
-  program: the updates are a loop of ``updates_per_step`` trips when learning and none
-  when warming up, so the members' state stays in place (where a ``lax.cond``
-  returning it unchanged from one branch makes XLA copy it every step); the
-  minibatches are drawn either way, before that loop.
+  scatter and a gather into data [L, C, W]). Dynamic control flow (``learn`` traced):
+  warm-up and learning steps are one program, the updates a loop of
+  ``updates_per_step`` trips when learning and none when warming up, so the members'
+  state stays in place (where a ``lax.cond`` returning it unchanged from one branch
+  makes XLA copy it every step); the minibatches are drawn either way, before that loop.
+  Static (``learn`` a Python bool): a warm-up step has no updates at all.
   """
   over = functools.partial(lanes_lib.over_lanes, size=lanes.shape[0])
   env_state, transition, ensemble_state, key_update, keys = over(
       functools.partial(lane_act, parts, learn=learn))(
           state.members, state.env_state, state.ensemble, state.key)
   replay_state = parts.replay.add_at(state.replay, lanes, transition)
+  zeros = {name: jnp.zeros((lanes.shape[0], parts.num_members), jnp.float32)
+           for name in SAC_METRICS}
+  if parts.static and not learn:
+    members, sums = state.members, zeros
+  else:
+    members, sums = updates(parts, state.members, replay_state, settings, lanes, key_update,
+                            learn, zeros)
+  metrics = {name: sums[name] / parts.updates_per_step for name in SAC_METRICS}
+  if parts.static:
+    env_state = over(parts.env.restart_where)(env_state)
+  else:
+    # Episodes end rarely: restart the ended ones only on steps where one did (a
+    # vmapped lax.cond would be a select of both branches).
+    env_state = parts.env.restart_ended(env_state, over=over)
+  state = state.replace(members=members, replay=replay_state, env_state=env_state,
+                        ensemble=ensemble_state, key=keys, step=state.step + 1)
+  return state, metrics
+
+
+def updates(parts: Parts, members: sac_lib.MemberState, replay_state: replay_lib.ReplayState,
+            settings: lanes_lib.Settings, lanes: jax.Array, key_update: jax.Array,
+            learn: jax.Array | bool, zeros: Metrics) -> tuple[sac_lib.MemberState, Metrics]:
+  """The ``updates_per_step`` updates of every member of the batch of lanes ``lanes``
+  [b] (none when a traced ``learn`` is false), each on its own minibatch; the sums of
+  their SAC metrics [b, K]."""
+  over = functools.partial(lanes_lib.over_lanes, size=lanes.shape[0])
   sample_keys, sgd_keys = over(functools.partial(lane_update_keys, parts))(key_update)
   batches = [parts.replay.sample_at(replay_state, lanes, sample_keys[:, u], parts.batch_size)
              for u in range(parts.updates_per_step)]  # leaves [b, K, B, ...] each
@@ -375,24 +416,18 @@ def step(parts: Parts, state: TrainState, settings: lanes_lib.Settings, lanes: j
                               sgd_keys[:, u], settings)
     return members, {name: sums[name] + metrics[name] for name in SAC_METRICS}
 
-  zeros = {name: jnp.zeros((lanes.shape[0], parts.num_members), jnp.float32)
-           for name in SAC_METRICS}
-  num_updates = jnp.where(learn, parts.updates_per_step, 0)
-  members, sums = jax.lax.fori_loop(0, num_updates, one_update, (state.members, zeros))
-  metrics = {name: sums[name] / parts.updates_per_step for name in SAC_METRICS}
-  # Episodes end rarely: restart the ended ones only on steps where one did (a
-  # vmapped lax.cond would be a select of both branches).
-  env_state = parts.env.restart_ended(env_state, over=over)
-  state = state.replace(members=members, replay=replay_state, env_state=env_state,
-                        ensemble=ensemble_state, key=keys, step=state.step + 1)
-  return state, metrics
+  num_updates = parts.updates_per_step if parts.static else jnp.where(
+      learn, parts.updates_per_step, 0)
+  return jax.lax.fori_loop(0, num_updates, one_update, (members, zeros))
 
 
 def steps(parts: Parts, state: TrainState, settings: lanes_lib.Settings, lanes: jax.Array,
-          num_steps: jax.Array, learn: jax.Array) -> tuple[TrainState, Metrics]:
+          num_steps: jax.Array | int, learn: jax.Array | bool
+          ) -> tuple[TrainState, Metrics]:
   """``num_steps`` steps of the batch of lanes ``lanes`` (see ``step``), their SAC
   metrics added to ``state.sums``; the first step with a non-finite one (-1 if none),
-  [b, K]."""
+  [b, K]. A Python int ``num_steps`` (static control flow) makes a loop of static trip
+  count."""
   shape = (lanes.shape[0], parts.num_members)
 
   def body(_, carry):
@@ -417,9 +452,10 @@ def chunk(parts: Parts, batch: int, state: TrainState, num_steps, learn,
           settings: lanes_lib.Settings) -> tuple[TrainState, Metrics]:
   """``num_steps`` steps of every lane, in batches of ``batch`` lanes one after another
   (``lanes.in_batches``); metrics are the chunk means of ``SAC_METRICS`` (from the
-  change of ``state.sums``) and the ``HEALTH_METRICS``, [L, K]."""
-  num_steps = jnp.asarray(num_steps, jnp.int32)
-  learn = jnp.asarray(learn, jnp.bool_)
+  change of ``state.sums``) and the ``HEALTH_METRICS``, [L, K]. With static control flow
+  ``num_steps`` and ``learn`` are Python constants."""
+  if not parts.static:
+    num_steps, learn = jnp.asarray(num_steps, jnp.int32), jnp.asarray(learn, jnp.bool_)
   per_lane = ({name: getattr(state, name) for name in BATCH_FIELDS}, settings)
 
   def batch_steps(per_lane, replay_state, lanes):
@@ -432,7 +468,7 @@ def chunk(parts: Parts, batch: int, state: TrainState, num_steps, learn,
   num_lanes = state.key.shape[0]
   (fields, _), replay_state, metrics = lanes_lib.in_batches(
       batch_steps, per_lane, state.replay, num_lanes, batch)
-  count = jnp.maximum(num_steps, 1).astype(jnp.float32)
+  count = jnp.maximum(jnp.asarray(num_steps, jnp.int32), 1).astype(jnp.float32)
   metrics.update({k: (fields['sums'][k] - state.sums[k]) / count for k in SAC_METRICS})
   state = state.replace(replay=replay_state, step=state.step + num_steps, **fields)
   metrics['health/finite_params'] = members_finite(state.members)
@@ -495,15 +531,42 @@ def _lane_programs(key: Config, task: envs.MjxTask, batch: int,
   chunk_fn = with_precision(key.matmul_precision, functools.partial(chunk, parts, batch))
   finite_fn = lambda state: members_finite(state.members)
   placed = {'init': {}, 'chunk': {}, 'finite': {}}  # each program's out_shardings
+  if parts.static:
+    chunk_program = _StaticChunks(chunk_fn, mesh, parts, key, task)
   if mesh is not None:
     keys, settings, state = _example(parts, key, task)
     init_fn, placed['init'] = _over_devices(init_fn, mesh, keys, settings)
     chunk_fn, placed['chunk'] = _over_devices(chunk_fn, mesh, state, np.int32(1),
                                               np.bool_(True), settings)
     finite_fn, placed['finite'] = _over_devices(finite_fn, mesh, state)
-  return _Programs(init=jax.jit(init_fn, **placed['init']),
-                   chunk=jax.jit(_positional(chunk_fn), donate_argnums=0, **placed['chunk']),
+  if not parts.static:
+    chunk_program = jax.jit(_positional(chunk_fn), donate_argnums=0, **placed['chunk'])
+  return _Programs(init=jax.jit(init_fn, **placed['init']), chunk=chunk_program,
                    finite_params=jax.jit(finite_fn, **placed['finite']), parts=parts)
+
+
+class _StaticChunks:
+  """The chunk program with static control flow: ``(state, num_steps, learn, settings)``
+  runs the program compiled for that ``num_steps`` and ``learn``, compiling it on first
+  use (a run's schedule has few chunk lengths: ``log_every`` and the remainders before
+  its events)."""
+
+  def __init__(self, fn: Callable, mesh: sharding_lib.Mesh | None, parts: Parts,
+               key: Config, task: envs.MjxTask):
+    self._fn, self._mesh, self._parts, self._key, self._task = fn, mesh, parts, key, task
+    self._programs: dict[tuple[int, bool], Callable] = {}
+
+  def __call__(self, state: TrainState, num_steps: int, learn: bool,
+               settings: lanes_lib.Settings) -> tuple[TrainState, Metrics]:
+    static = (operator.index(num_steps), bool(learn))
+    if static not in self._programs:
+      fn = lambda state, settings: self._fn(state, *static, settings)
+      placed = {}
+      if self._mesh is not None:
+        _, example_settings, example = _example(self._parts, self._key, self._task)
+        fn, placed = _over_devices(fn, self._mesh, example, example_settings)
+      self._programs[static] = jax.jit(fn, donate_argnums=0, **placed)
+    return self._programs[static](state, settings)
 
 
 def _example(parts: Parts, key: Config, task: envs.MjxTask) -> tuple:

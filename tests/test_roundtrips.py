@@ -146,7 +146,8 @@ def test_inverted_pendulums_programs_end_to_end(tmp_path):
   out = tmp_path / 'roundtrips.json'
   result = subprocess.run(
       [sys.executable, 'benchmarks/roundtrips.py', '--tasks=inverted_pendulum',
-       '--lanes=1,2', f'--out={out}'], cwd=ROOT, check=True, capture_output=True,
+       '--lanes=1,2', '--control_flow=dynamic', f'--out={out}'], cwd=ROOT, check=True,
+      capture_output=True,
       text=True, timeout=600)
   assert '### inverted_pendulum' in result.stdout
   data = json.loads(out.read_text())
@@ -180,3 +181,22 @@ def test_inverted_pendulums_programs_end_to_end(tmp_path):
   assert evaluation['loop'] == 'evaluation loop' and evaluation['conds'] == 0
   assert evaluation['loops'] == {
       solver: data['per_step']['inverted_pendulum']['task step']['loops'][solver]}
+
+
+def test_a_static_chunk_has_no_loop_or_cond_of_ours(tmp_path):
+  # --control_flow=static (an accelerator's): the chunk traced one step long holds
+  # MJX's loops and conds only: its step loop and the updates' loop have static trip
+  # counts and the restarts are a select, whose reset evaluates the dynamics once more
+  # per step (one more MJX solver loop).
+  out = tmp_path / 'roundtrips.json'
+  subprocess.run(
+      [sys.executable, 'benchmarks/roundtrips.py', '--tasks=inverted_pendulum',
+       '--lanes=1', '--control_flow=static', f'--out={out}'], cwd=ROOT, check=True,
+      capture_output=True, text=True, timeout=600)
+  data = json.loads(out.read_text())
+  rows = [r for r in data['rows'] if r['program'] == 'chunk L=1']
+  assert rows and all(w.startswith('mjx/') for r in rows for w in r['where']), rows
+  step = data['per_step']['inverted_pendulum']
+  task_step = step['task step']['loops']['mjx solver while']
+  assert step['chunk L=1']['loop'] is None and step['chunk L=1']['conds'] == 0
+  assert step['chunk L=1']['loops'] == {'mjx solver while': task_step + 1}

@@ -76,6 +76,44 @@ def test_chunks_of_any_length_reuse_one_program(tiny_trainer):
   assert not np.allclose(state.env_state.obs[0], state.env_state.obs[1])
 
 
+@tiny
+@pytest.mark.parametrize('num_seeds, seed_batch', [(1, 0), (2, 2)])
+def test_static_control_flow_steps_as_the_dynamic_bit_for_bit(num_seeds, seed_batch,
+                                                             tiny_trainer, task_cache):
+  # Static control flow (an accelerator's: loops of static trip count, restarts by
+  # select, warm-up without updates) is the same computation, compiled otherwise: every
+  # integer leaf of the state and metrics equal, every float equal to float32 rounding
+  # (XLA fuses the updates' reductions differently), with episodes ending (and
+  # restarting) along the way; warm-up chunks are bit-equal.
+  dynamic = tiny_trainer(num_seeds, seed_batch)
+  static = train_lib.make_trainer(
+      small_config(**TINY, num_seeds=num_seeds, seed_batch=seed_batch,
+                   control_flow='static'), task_cache('inverted_pendulum'))
+  assert train_lib.static_control(static.config)
+  assert not train_lib.static_control(dynamic.config)  # 'auto' on a CPU
+  chunks = [(8, False), (3, False), (5, True), (7, True), (5, True)]
+  finals = []
+  for trainer in (dynamic, static):
+    state, records = trainer.init(), []
+    for num_steps, learn in chunks:
+      state, metrics = trainer.chunk(state, num_steps, learn)
+      records.append(jax.tree.map(np.asarray, metrics))
+    finals.append((jax.tree.map(np.asarray, state), records))
+  (want, want_records), (got, got_records) = finals
+  assert jax.tree.structure(got) == jax.tree.structure(want)
+  for g, w in zip(jax.tree.leaves((got, got_records)), jax.tree.leaves((want, want_records))):
+    if np.issubdtype(w.dtype, np.floating):
+      np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+    else:
+      np.testing.assert_array_equal(g, w)
+  for g, w in zip(jax.tree.leaves(got_records[:2]), jax.tree.leaves(want_records[:2])):
+    np.testing.assert_array_equal(g, w)
+  assert int(got.step) == 28 and np.all(got.ensemble.num_episodes.sum(-1) >= 2)
+  # One program per (length, learn) pair, compiled once each.
+  assert sorted(static.chunk.func._programs) == [  # pylint: disable=protected-access
+      (3, False), (5, True), (7, True), (8, False)]
+
+
 def test_vmap_or_squeeze_equals_vmap():
   def fn(tree, x):
     return {'sum': tree['a'] @ tree['b'] + x, 'max': jnp.max(tree['a'])}, x * 2
