@@ -27,24 +27,35 @@ parts of that latency on the default device and projects the paper's time from t
    ``--steps`` steps (batched kernels differ in rounding; with one lane at a time, a
    CPU's way, they are bit-equal).
 
+Each of these is measured for every ``--settings`` (docs/SCALING.md): ``today`` (the
+faithful solver, dynamic control flow: the step as it was before issue 24), ``static``
+(``--control_flow=static``: no loop or conditional of ours), ``capped`` (the task's
+capped solver, static control flow: no data-dependent loop or conditional at all;
+tasks without one are skipped), ``command_buffers`` (today's step with XLA's command
+buffers for loops and conditionals: measured in a child process of this script started
+with ``XLA_FLAGS``, which XLA reads only when it starts) and ``warp`` (the env step
+only, with MuJoCo Warp's MJX implementation, where ``mujoco_warp`` installs). Each
+setting gets its projection; ``equality`` is measured once, for ``today``. The step rows
+are timed for every task of ``--step_tasks`` (default hopper and humanoid) at every L.
+
 Every figure is written to ``--out`` as soon as it is measured, so a cut run keeps
 what it measured; ``--budget_s`` stops starting new measurements after that many
 seconds. Compile times (first call) are recorded with every row.
 
-On an accelerator (defaults: L in {1, 5, 35, 175}, every task, both solvers):
+On an accelerator (defaults: L in {1, 35, 175}, hopper and humanoid):
 
   python benchmarks/device.py --out=/tmp/device.json
 
-On a CPU the defaults shrink (L in {1, 5}, hopper and halfcheetah, 20 steps); it
-finishes in a few minutes. ``--warp`` also times MuJoCo Warp's MJX implementation
-(``mjx.put_model(..., impl='warp')``) of each task's model, where it is installed.
+On a CPU the defaults shrink (L in {1, 5}, 20 steps); it finishes in a few minutes.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from typing import Any, Callable
@@ -55,7 +66,10 @@ from absl import flags
 FLAGS = flags.FLAGS
 flags.DEFINE_list('lanes', None, 'Lane counts L (default: 1,5,35,175; on a CPU 1,5).')
 flags.DEFINE_list('tasks', None, 'Tasks (default: all; on a CPU hopper,halfcheetah).')
-flags.DEFINE_list('solvers', ['faithful', 'fast'], 'Task solvers.')
+flags.DEFINE_list('settings', ['today', 'static', 'capped', 'command_buffers', 'warp'],
+                  'The step settings measured (see above).')
+flags.DEFINE_list('step_tasks', None, 'Tasks of the whole training step (default: '
+                  '--grid_task and humanoid; on a CPU --grid_task).')
 flags.DEFINE_list('ensemble_sizes', ['1', '3'], 'K of the update measurement.')
 flags.DEFINE_integer('steps', None, 'Steps (updates) per timed call (default 200; CPU 20).')
 flags.DEFINE_integer('repeats', 3, 'Timed calls per measurement (the median is kept).')
@@ -64,10 +78,21 @@ flags.DEFINE_integer('grid_capacity', 100_000, 'Replay capacity per lane of the 
 flags.DEFINE_integer('grid_lanes', 0, 'Lanes of the grouped step (0: counted from the grid).')
 flags.DEFINE_string('grid', 'launch/paper.cfg', "The paper's sweep file (its figure files).")
 flags.DEFINE_string('grid_task', 'hopper', 'The task of the grouped step (its K = 3 runs).')
-flags.DEFINE_bool('warp', False, "Also time MuJoCo Warp's MJX implementation, if installed.")
 flags.DEFINE_float('budget_s', 420.0, 'Start no new measurement after this many seconds.')
 flags.DEFINE_string('jax_cache_dir', '', "JAX's persistent compilation cache ('' for none).")
 flags.DEFINE_string('out', '', 'Write the results as JSON here, as they come.')
+flags.DEFINE_bool('child', False, 'Set by this script for the process that measures the '
+                  'command_buffers setting.')
+
+# Each setting: the task's solver, the chunk's control flow, and whether XLA's command
+# buffers are on (a process of its own); warp times the env step only.
+SETTINGS = {
+    'today': ('faithful', 'dynamic', False),
+    'static': ('faithful', 'static', False),
+    'capped': ('capped', 'static', False),
+    'command_buffers': ('faithful', 'dynamic', True),
+    'warp': ('warp', None, False),
+}
 
 _START = time.time()
 
@@ -81,11 +106,13 @@ def settings() -> dict[str, Any]:
   """The sizes of this run: the flags, or the defaults of this backend."""
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
   cpu = on_cpu()
+  del envs
   return {
       'lanes': [int(x) for x in FLAGS.lanes] if FLAGS.lanes else (
-          [1, 5] if cpu else [1, 5, 35, 175]),
-      'tasks': FLAGS.tasks or (['hopper', 'halfcheetah'] if cpu else [
-          t for t in envs.names() if t != 'inverted_pendulum']),
+          [1, 5] if cpu else [1, 35, 175]),
+      'tasks': FLAGS.tasks or ['hopper', 'humanoid'],
+      'step_tasks': FLAGS.step_tasks or ([FLAGS.grid_task] if cpu
+                                         else [FLAGS.grid_task, 'humanoid']),
       'steps': FLAGS.steps or (20 if cpu else 200),
   }
 
@@ -189,33 +216,42 @@ def grid_configs() -> list:
   return grid_lib.unique_runs(figures)
 
 
-def grid_group(lanes: int) -> list:
-  """The runs of ``--grid_task`` with K = 3 in the paper's grid, trimmed to ``lanes``
-  lanes (a lane, one seed, at a time from each run in turn), as one group: replay
-  capacity ``--grid_capacity``, a warm-up of one minibatch, all lanes in one batch."""
+def grid_group(lanes: int, task: str | None = None, setting: str = 'today') -> list:
+  """The runs of ``task`` (default ``--grid_task``) with K = 3 in the paper's grid,
+  trimmed to ``lanes`` lanes (a lane, one seed, at a time from each run in turn), as one
+  group in ``setting``: replay capacity ``--grid_capacity``, a warm-up of one minibatch,
+  all lanes in one batch."""
   import dataclasses  # pylint: disable=g-import-not-at-top
-  runs = [c for c in grid_configs() if c.env == FLAGS.grid_task and c.ensemble_size == 3]
+  task = task or FLAGS.grid_task
+  solver, control_flow, _ = SETTINGS[setting]
+  runs = [c for c in grid_configs() if c.env == task and c.ensemble_size == 3]
   seeds, left, i = [0] * len(runs), min(lanes, sum(c.num_seeds for c in runs)), 0
   while left:
     r, i = i % len(runs), i + 1
     if seeds[r] < runs[r].num_seeds:
       seeds[r], left = seeds[r] + 1, left - 1
+  if not runs:
+    raise ValueError(f'the grid has no run of {task} with K = 3')
   return [dataclasses.replace(c, num_seeds=n, seed_batch=lanes,
                               replay_capacity=FLAGS.grid_capacity,
-                              warmup_steps=FLAGS.batch_size)
+                              warmup_steps=FLAGS.batch_size, solver=solver,
+                              control_flow=control_flow)
           for c, n in zip(runs, seeds) if n]
 
 
-def grouped_step(lanes: int, steps: int) -> dict[str, Any]:
-  """The training step of the group ``grid_group(lanes)`` (its runs' own variants and
-  settings, as ``sweep --group`` trains them), all lanes in one batch."""
+def grouped_step(lanes: int, steps: int, task: str | None = None,
+                 setting: str = 'today') -> dict[str, Any]:
+  """The training step of the group ``grid_group(lanes, task, setting)`` (its runs' own
+  variants and settings, as ``sweep --group`` trains them), all lanes in one batch."""
   import jax  # pylint: disable=g-import-not-at-top
   from piekd_mjx import train  # pylint: disable=g-import-not-at-top
-  configs = grid_group(lanes)
+  configs = grid_group(lanes, task, setting)
   trainer = train.make_group_trainer(configs)
   start = time.perf_counter()
   state = trainer.init()
-  state, metrics = trainer.collect(state, FLAGS.batch_size)  # compiles the step
+  # Chunks of ``steps`` steps only, so that a static chunk compiles once per kind.
+  for _ in range(-(-FLAGS.batch_size // steps)):
+    state, metrics = trainer.collect(state, steps)  # compiles the warm-up chunk
   jax.block_until_ready(metrics)
   compile_s = time.perf_counter() - start
   holder = [state]
@@ -285,10 +321,13 @@ def measure(results: Results, row: dict[str, Any], make: Callable[[], dict]) -> 
   return figures
 
 
-def project(results: Results, env_ms: dict, update_ms: dict, overhead: float | None) -> None:
-  """The paper's grid grouped by (task, K), its time from the measured latencies."""
+def project(results: Results, setting: str, env_ms: dict, update_ms: dict,
+            overhead: float | None) -> None:
+  """The paper's grid grouped by (task, K), its time in ``setting`` from the measured
+  latencies."""
+  row = {'kind': 'projection', 'setting': setting}
   if overhead is None:
-    results.add({'kind': 'projection', 'status': 'skipped',
+    results.add({**row, 'status': 'skipped',
                  'message': 'no grouped-step measurement to take the overhead from'})
     return
   groups: dict[tuple[str, int], dict[str, int]] = {}
@@ -316,7 +355,7 @@ def project(results: Results, env_ms: dict, update_ms: dict, overhead: float | N
     rows.append({'task': task, 'K': members, 'lanes': lanes,
                  'total_steps': group['total_steps'], 'env_ms_at_lanes': env_lanes,
                  'update_ms_at_lanes': update_lanes, 'step_ms': step_ms, 'hours': hours})
-  results.add({'kind': 'projection', 'status': 'ok', 'overhead': overhead, 'groups': rows,
+  results.add({**row, 'status': 'ok', 'overhead': overhead, 'groups': rows,
                'hours': total, 'missing': missing,
                'formula': 'sum over (task, K) groups of total_steps x overhead x '
                           '(env_ms(task, L nearest measured) + update_ms(K, L nearest '
@@ -333,35 +372,70 @@ def _nearest(by_lanes: dict[int, float], lanes: int) -> tuple[int, float] | None
   return n, by_lanes[n] * (1.0 if n >= lanes else lanes / n)
 
 
-def main(argv):
-  del argv
-  import jax  # pylint: disable=g-import-not-at-top
-  if FLAGS.jax_cache_dir:
-    jax.config.update('jax_compilation_cache_dir', FLAGS.jax_cache_dir)
+def offers(task_name: str, setting: str) -> str | None:
+  """Why ``task_name`` cannot run ``setting`` here (None: it can)."""
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
-  sizes = settings()
-  device = jax.devices()[0]
-  results = Results({'argv': sys.argv, 'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
-                     'device': f'{device.platform}: {device.device_kind}',
-                     'host': platform.processor() or platform.machine(),
-                     'jax': jax.__version__, **sizes})
-  steps = sizes['steps']
-  env_ms: dict[str, dict[int, float]] = {}
-  update_ms: dict[int, dict[int, float]] = {}
+  solver = SETTINGS[setting][0]
+  if solver == 'warp':
+    try:
+      importlib.import_module('mujoco_warp')
+    except ImportError as error:
+      return f'mujoco_warp does not import: {error}'
+    return None
+  try:
+    envs.make_class(task_name).solver_options(solver)
+  except ValueError as error:
+    return str(error)
+  return None
+
+
+def measure_setting(results: Results, setting: str, sizes: dict[str, Any],
+                    update_ms: dict[int, dict[int, float]]) -> None:
+  """The env and training steps of ``setting`` and its projection."""
+  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  solver, _, _ = SETTINGS[setting]
+  steps, env_ms = sizes['steps'], {}
   for task_name in sizes['tasks']:
-    for solver in FLAGS.solvers:
-      task = envs.make(task_name, solver=solver)
-      for lanes in sizes['lanes']:
-        figures = measure(results, {'kind': 'env', 'task': task_name, 'solver': solver,
-                                    'lanes': lanes, 'steps': steps},
-                          lambda: timed(*env_program(task, lanes, steps), steps))
-        if figures and solver == 'faithful':
-          env_ms.setdefault(task_name, {})[lanes] = figures['ms_per_step']
-        if FLAGS.warp and solver == 'faithful':
-          measure(results, {'kind': 'env_warp', 'task': task_name, 'lanes': lanes,
-                            'steps': steps},
-                  lambda: timed(*warp_program(task, lanes, steps), steps))
-  grid_task = envs.make(FLAGS.grid_task)
+    why = offers(task_name, setting)
+    if why:
+      results.add({'kind': 'env', 'setting': setting, 'task': task_name,
+                   'status': 'not offered', 'message': why})
+      continue
+    task = envs.make(task_name, solver='faithful' if solver == 'warp' else solver)
+    for lanes in sizes['lanes']:
+      program = warp_program if solver == 'warp' else env_program
+      figures = measure(results, {'kind': 'env', 'setting': setting, 'task': task_name,
+                                  'solver': solver, 'lanes': lanes, 'steps': steps},
+                        lambda: timed(*program(task, lanes, steps), steps))
+      if figures:
+        env_ms.setdefault(task_name, {})[lanes] = figures['ms_per_step']
+  if solver == 'warp':  # our tasks do not run on Warp: the env step only
+    return
+  step_ms = {}
+  for task_name in sizes['step_tasks']:
+    if offers(task_name, setting):
+      continue
+    for lanes in sizes['lanes']:
+      figures = measure(results, {'kind': 'step', 'setting': setting, 'task': task_name,
+                                  'K': 3, 'lanes': lanes, 'steps': steps,
+                                  'capacity': FLAGS.grid_capacity},
+                        lambda: grouped_step(lanes, steps, task_name, setting))
+      if figures and task_name == FLAGS.grid_task:
+        step_ms[lanes] = figures['ms_per_step']
+  grid_lanes = FLAGS.grid_lanes or sum(c.num_seeds for c in grid_configs()
+                                       if c.env == FLAGS.grid_task and c.ensemble_size == 3)
+  overhead = None
+  if step_ms and FLAGS.grid_task in env_ms and 3 in update_ms:
+    lanes = _nearest(step_ms, grid_lanes)[0]  # a measured L, so nothing is scaled
+    overhead = step_ms[lanes] / (_nearest(env_ms[FLAGS.grid_task], lanes)[1]
+                                 + _nearest(update_ms[3], lanes)[1])
+  project(results, setting, env_ms, update_ms, overhead)
+
+
+def measure_updates(results: Results, sizes: dict[str, Any]) -> dict[int, dict[int, float]]:
+  """The SAC updates of K members in L lanes (no loop or conditional: one setting)."""
+  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  grid_task, steps, update_ms = envs.make(FLAGS.grid_task), sizes['steps'], {}
   for members in map(int, FLAGS.ensemble_sizes):
     for lanes in sizes['lanes']:
       figures = measure(
@@ -372,21 +446,65 @@ def main(argv):
                                         members, lanes, steps), steps))
       if figures:
         update_ms.setdefault(members, {})[lanes] = figures['ms_per_step']
-  lanes = FLAGS.grid_lanes or sum(c.num_seeds for c in grid_configs()
-                                  if c.env == FLAGS.grid_task and c.ensemble_size == 3)
-  if on_cpu() and not FLAGS.grid_lanes:
-    lanes = min(lanes, max(sizes['lanes']))
-  figures = measure(results, {'kind': 'step', 'task': FLAGS.grid_task, 'K': 3, 'lanes': lanes,
-                              'steps': steps, 'capacity': FLAGS.grid_capacity},
-                    lambda: grouped_step(lanes, steps))
-  overhead = None
-  if figures and FLAGS.grid_task in env_ms and 3 in update_ms:
-    parts = _nearest(env_ms[FLAGS.grid_task], lanes)[1] + _nearest(update_ms[3], lanes)[1]
-    overhead = figures['ms_per_step'] / parts
-  project(results, env_ms, update_ms, overhead)
-  measure(results, {'kind': 'equality', 'task': FLAGS.grid_task, 'K': 3, 'lanes': lanes,
-                    'steps': steps, 'capacity': FLAGS.grid_capacity},
-          lambda: lane_equality(lanes, steps))
+  return update_ms
+
+
+def in_child(results: Results, setting: str) -> None:
+  """``setting`` measured by a child process of this script with XLA's command buffers
+  in its ``XLA_FLAGS``; its rows are added to ``results``."""
+  from piekd_mjx import jax_setup  # pylint: disable=g-import-not-at-top
+  left = FLAGS.budget_s - (time.time() - _START)
+  if left <= 0:
+    results.add({'kind': 'setting', 'setting': setting, 'status': 'skipped',
+                 'message': f'--budget_s={FLAGS.budget_s} spent'})
+    return
+  out = (FLAGS.out or os.path.join('/tmp', f'device-{os.getpid()}.json')) + f'.{setting}'
+  argv = [a for a in sys.argv if not a.startswith(('--settings=', '--out=', '--budget_s='))]
+  env = {**os.environ, 'XLA_FLAGS': f"{os.environ.get('XLA_FLAGS', '')} "
+                                    f'{jax_setup.COMMAND_BUFFER_FLAG}'.strip()}
+  child = subprocess.run([sys.executable, *argv, f'--settings={setting}', f'--out={out}',
+                          f'--budget_s={left}', '--child'], env=env, check=False)
+  try:
+    with open(out, encoding='utf-8') as f:
+      child_data = json.load(f)
+    rows = child_data['rows']
+    results.data[f'{setting}_xla_flags'] = child_data['xla_flags']
+  except (OSError, ValueError) as error:
+    results.add({'kind': 'setting', 'setting': setting, 'status': 'failed',
+                 'message': f'child exit {child.returncode}, no results: {error}'[:300]})
+    return
+  for row in rows:  # its updates too, tagged: its projection is built on them
+    results.add({**row, 'setting': setting} if row['kind'] == 'update' else row)
+
+
+def main(argv):
+  del argv
+  import jax  # pylint: disable=g-import-not-at-top
+  if FLAGS.jax_cache_dir:
+    jax.config.update('jax_compilation_cache_dir', FLAGS.jax_cache_dir)
+  unknown = sorted(set(FLAGS.settings) - set(SETTINGS))
+  if unknown:
+    raise app.UsageError(f'--settings={",".join(unknown)} is invalid: must be among '
+                         + ', '.join(SETTINGS))
+  sizes = settings()
+  device = jax.devices()[0]
+  results = Results({'argv': sys.argv, 'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
+                     'device': f'{device.platform}: {device.device_kind}',
+                     'host': platform.processor() or platform.machine(),
+                     'jax': jax.__version__, 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+                     **sizes})
+  update_ms = measure_updates(results, sizes)
+  for setting in FLAGS.settings:
+    if SETTINGS[setting][2] and not FLAGS.child:
+      in_child(results, setting)
+    else:
+      measure_setting(results, setting, sizes, update_ms)
+  if 'today' in FLAGS.settings and not FLAGS.child:
+    steps = sizes['steps']
+    lanes = max(sizes['lanes'])
+    measure(results, {'kind': 'equality', 'task': FLAGS.grid_task, 'K': 3, 'lanes': lanes,
+                      'steps': steps, 'capacity': FLAGS.grid_capacity},
+            lambda: lane_equality(lanes, steps))
   results.data['seconds'] = time.time() - _START
   results.write()
 

@@ -37,7 +37,7 @@ flags.DEFINE_list('tasks', None, 'Tasks (default: every task of piekd_mjx.envs.n
 flags.DEFINE_list('lanes', ['1', '5'], 'Lanes L of the traced chunk, all in one vmapped '
                   'batch as on an accelerator (1: unbatched).')
 flags.DEFINE_integer('members', 3, 'Members K of the traced programs.')
-flags.DEFINE_string('task_solver', 'faithful', "The tasks' solver: 'faithful' or 'fast'.")
+flags.DEFINE_string('task_solver', 'faithful', "The tasks' solver: 'faithful', 'fast' or 'capped'.")
 flags.DEFINE_integer('chunk_steps', 1000, 'Environment steps of a chunk (the default '
                      "--log_every): a dynamic chunk's own loops and conds are divided by it.")
 flags.DEFINE_enum('control_flow', 'static', ['static', 'dynamic'],

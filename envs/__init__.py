@@ -50,7 +50,8 @@ def make_class(name: str) -> type[MjxTask]:
 
 
 def make(name: str, solver: str | base.SolverOptions = 'faithful') -> MjxTask:
-  """Builds the task ``name``; ``solver`` is 'faithful' (default) or 'fast'."""
+  """Builds the task ``name``; ``solver`` is 'faithful' (default), 'fast', 'capped' (where
+  the task offers it) or ``SolverOptions``."""
   return make_class(name)(solver=solver)
 
 

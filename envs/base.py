@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import io
 import os
 from typing import Mapping
@@ -38,6 +39,7 @@ import numpy as np
 with contextlib.redirect_stdout(io.StringIO()):
   from brax.envs import base as brax_base
   from mujoco import mjx
+  from piekd_mjx.envs import capped
 
 State = brax_base.State
 
@@ -55,11 +57,30 @@ class SolverOptions:
   # Friction cone, 'pyramidal' or 'elliptic' (model: pyramidal). Only the parity tests
   # change it: see docs/TASKS.md on Ant.
   cone: str | None = None
+  # The solver's loops as scans of exactly iterations and ls_iterations trips
+  # (``capped``): static trip counts, for accelerators.
+  capped: bool = False
+  # MJX's implementation: 'jax' (MJX's own) or 'warp' (MuJoCo Warp, mujoco_warp).
+  impl: str = 'jax'
 
 
 FAITHFUL = SolverOptions()
 FAST = SolverOptions(iterations=4, ls_iterations=8)
-SOLVERS: Mapping[str, SolverOptions] = {'faithful': FAITHFUL, 'fast': FAST}
+WARP = SolverOptions(impl='warp')
+SOLVERS: Mapping[str, SolverOptions] = {'faithful': FAITHFUL, 'fast': FAST, 'warp': WARP}
+# The solver names a task may offer: 'capped' is the task's own ``capped_solver``.
+SOLVER_NAMES = ('faithful', 'fast', 'capped', 'warp')
+
+
+def warp_missing() -> str | None:
+  """Why MuJoCo Warp cannot run here (None: it can)."""
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      importlib.import_module('mujoco_warp')
+  except ImportError as error:
+    return (f"--solver=warp needs MuJoCo Warp, which does not import ({error}): pip "
+            "install '.[warp]'")
+  return None
 _CONES = {'pyramidal': mujoco.mjtCone.mjCONE_PYRAMIDAL,
           'elliptic': mujoco.mjtCone.mjCONE_ELLIPTIC}
 
@@ -87,12 +108,17 @@ class MjxTask(brax_base.Env):
   uses_cfrc_ext: bool = False
   # Names of the per-step reward terms and diagnostics in State.metrics.
   metric_names: tuple[str, ...] = ()
+  # The caps of --solver=capped, the smallest measured to keep parity with MuJoCo C
+  # (docs/TASKS.md); None where every cap measured broke it.
+  capped_solver: SolverOptions | None = None
+  # Whether --solver=warp keeps parity with MuJoCo C (docs/TASKS.md): MuJoCo Warp sizes
+  # its contact buffer when the data is made, for one environment here (each is made
+  # inside the vmapped reset), so a batch of environments in contact overflows it.
+  offers_warp: bool = False
 
   def __init__(self, solver: str | SolverOptions = 'faithful'):
     if isinstance(solver, str):
-      if solver not in SOLVERS:
-        raise ValueError(f'unknown solver {solver!r}; valid: {", ".join(SOLVERS)}')
-      solver = SOLVERS[solver]
+      solver = self.solver_options(solver)
     self.solver = solver
     mj_model = mujoco.MjModel.from_xml_path(gymnasium_asset(self.xml_file))
     self._adapt_model(mj_model)
@@ -105,7 +131,14 @@ class MjxTask(brax_base.Env):
     self.mj_model = mj_model
     # On this process's own device: put_model's default, jax.devices()[0], is process
     # 0's in a run over several processes, which the others cannot read.
-    self.mjx_model = mjx.put_model(mj_model, device=jax.local_devices()[0])
+    self.mjx_model = mjx.put_model(mj_model, device=jax.local_devices()[0],
+                                   impl=solver.impl)
+    if solver.impl == 'warp' and self.uses_cfrc_ext:
+      # Warp computes cfrc_ext at the end of every mj_step when asked (MJX's
+      # rne_postconstraint runs on its JAX implementation only): the last step's is C's.
+      opt = self.mjx_model.opt
+      self.mjx_model = self.mjx_model.replace(opt=opt.replace(
+          _impl=opt._impl.replace(run_rne_postconstraint=True)))  # pylint: disable=protected-access
     mj_data = mujoco.MjData(mj_model)
     self.init_qpos = jnp.asarray(mj_data.qpos, jnp.float32)
     self.init_qvel = jnp.asarray(mj_data.qvel, jnp.float32)
@@ -117,8 +150,41 @@ class MjxTask(brax_base.Env):
     # evaluate of every trainer built on this task) reuses the trace instead of tracing
     # MJX's physics again, which costs seconds each time on a CPU. XLA inlines the call,
     # so the compiled programs are unchanged in speed.
-    self._step_jit = jax.jit(self._step)
-    self._reset_to_jit = jax.jit(self._reset_to)
+    self._step_jit = jax.jit(self._with_solver(self._step))
+    self._reset_to_jit = jax.jit(self._with_solver(self._reset_to))
+
+  def _with_solver(self, fn):
+    """``fn`` traced with the capped solver (``capped.active``) where it is chosen."""
+    if not self.solver.capped:
+      return fn
+
+    def traced(*args):
+      with capped.active():
+        return fn(*args)
+
+    return traced
+
+  @classmethod
+  def solver_options(cls, name: str) -> SolverOptions:
+    """The ``SolverOptions`` of solver ``name`` for this task; ValueError naming what
+    is valid where it is unknown or not offered."""
+    if name == 'capped':
+      if cls.capped_solver is None:
+        raise ValueError(f"--solver=capped is not offered for {cls.__name__}: every cap "
+                         "measured broke its parity with MuJoCo C (docs/TASKS.md); valid: "
+                         "faithful, fast")
+      return cls.capped_solver
+    if name not in SOLVERS:
+      raise ValueError(f'--solver={name!r} is invalid: must be one of '
+                       + ', '.join(SOLVER_NAMES))
+    if name == 'warp' and not cls.offers_warp:
+      raise ValueError(f'--solver=warp is not offered for {cls.__name__}: batched, its '
+                       "steps overflow MuJoCo Warp's contact buffer and lose parity with "
+                       'MuJoCo C (docs/TASKS.md); valid: faithful, fast'
+                       + ', capped' * (cls.capped_solver is not None))
+    if name == 'warp' and warp_missing():
+      raise ValueError(warp_missing())
+    return SOLVERS[name]
 
   def _adapt_model(self, mj_model: mujoco.MjModel) -> None:
     """Changes a model option that MJX cannot run (see Humanoid); default: none."""
@@ -169,7 +235,10 @@ class MjxTask(brax_base.Env):
     return self._step_jit(state, action)
 
   def _reset_to(self, qpos: jax.Array, qvel: jax.Array) -> State:
-    data = mjx.make_data(self.mjx_model)
+    if self.solver.impl == 'jax':
+      data = mjx.make_data(self.mjx_model)
+    else:  # Warp's takes the C model
+      data = mjx.make_data(self.mj_model, impl='warp')
     qpos = jnp.asarray(qpos, jnp.float32)
     data = data.replace(qpos=qpos, qvel=jnp.asarray(qvel, jnp.float32))
     # mjx.forward writes normalised free-joint quaternions back into qpos; mj_forward
@@ -185,7 +254,7 @@ class MjxTask(brax_base.Env):
     data = data0.replace(ctrl=jnp.asarray(action, jnp.float32))
     data = jax.lax.fori_loop(
         0, self.frame_skip, lambda _, d: mjx.step(self.mjx_model, d), data)
-    if self.uses_cfrc_ext:
+    if self.uses_cfrc_ext and self.solver.impl == 'jax':
       data = mjx.rne_postconstraint(self.mjx_model, data)
     obs = self._observation(data)
     reward, terminated, metrics = self._reward_and_termination(data0, data, action, obs)

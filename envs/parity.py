@@ -36,6 +36,8 @@ class Reference:
   qvel: np.ndarray  # [N, nv]
   action: np.ndarray  # [N, A], in the control range
   obs: np.ndarray  # [N, O], the observation after the step
+  next_qpos: np.ndarray  # [N, nq], the physical state after the step
+  next_qvel: np.ndarray  # [N, nv]
   reward: np.ndarray  # [N]
   terminated: np.ndarray  # [N] bool
   terms: dict[str, np.ndarray]  # reward terms by Gymnasium's info key, each [N]
@@ -60,7 +62,8 @@ def gymnasium_reference(name: str, num_steps: int, seed: int = 0,
   rng = np.random.default_rng(seed)
   low, high = env.action_space.low, env.action_space.high
   task_metrics = tasks.make_class(name).metric_names
-  rows = {k: [] for k in ('qpos', 'qvel', 'action', 'obs', 'reward', 'terminated')}
+  rows = {k: [] for k in ('qpos', 'qvel', 'action', 'obs', 'next_qpos', 'next_qvel',
+                          'reward', 'terminated')}
   terms = {k: [] for k in task_metrics}
   for t in range(num_steps):
     if states is not None:
@@ -73,6 +76,8 @@ def gymnasium_reference(name: str, num_steps: int, seed: int = 0,
     obs, reward, terminated, _, info = env.step(action)
     rows['action'].append(action)
     rows['obs'].append(obs)
+    rows['next_qpos'].append(env.data.qpos.copy())
+    rows['next_qvel'].append(env.data.qvel.copy())
     rows['reward'].append(reward)
     rows['terminated'].append(terminated)
     for k in task_metrics:
@@ -113,14 +118,17 @@ def errors(task: tasks.MjxTask, ref: Reference, steps=None) -> dict[str, float]:
 
   ``steps`` is ``mjx_steps(task, ref)`` where the caller has it already.
   ``obs`` is scaled, max |ours - ref| / (1 + |ref|) over every entry (observations mix
-  angles with contact forces in the hundreds); the reward and each reward term are
+  angles with contact forces in the hundreds), and so is ``state``, of the whole
+  physical state after the step (``qpos`` and ``qvel``); the reward and each reward term are
   absolute errors; ``termination_mismatches`` counts steps whose termination differs.
   With a trajectory reference, ``reset_obs`` is the scaled error of ``reset_to``'s
   observation of the first state (Gymnasium's reset state, unnormalised free-joint
   quaternions included) against the observation Gymnasium's reset returned.
   """
   start, out = mjx_steps(task, ref) if steps is None else steps
+  state = np.concatenate([out.pipeline_state.qpos, out.pipeline_state.qvel], -1)
   errs = {'obs': _scaled_error(out.obs, ref.obs),
+          'state': _scaled_error(state, np.concatenate([ref.next_qpos, ref.next_qvel], -1)),
           'reward': float(np.max(np.abs(out.reward - ref.reward))),
           'termination_mismatches': float(np.sum((out.done > 0) != ref.terminated))}
   if ref.reset_obs is not None:

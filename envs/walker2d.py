@@ -13,6 +13,7 @@ Reward and reset: see ``planar_walker``. Terminates (unhealthy) unless torso z l
 (0.8, 2.0) and torso angle in (-1, 1).
 """
 
+from piekd_mjx.envs import base
 from piekd_mjx.envs import planar_walker
 
 
@@ -20,6 +21,9 @@ class Walker2d(planar_walker.PlanarWalker):
   xml_file = 'walker2d_v5.xml'
   healthy_z_range = (0.8, 2.0)
   healthy_angle_range = (-1.0, 1.0)
+  # --solver=capped: the smallest caps measured to keep parity (docs/TASKS.md); 4/8
+  # binds on some states (errors above the faithful solver's, within the bounds).
+  capped_solver = base.SolverOptions(iterations=4, ls_iterations=8, capped=True)
 
   def _is_healthy(self, data):
     z, angle = data.qpos[1], data.qpos[2]

@@ -28,6 +28,7 @@ from absl import flags
 
 from piekd_mjx import config as config_lib
 from piekd_mjx import config_flags
+from piekd_mjx import jax_setup
 from piekd_mjx import processes
 from piekd_mjx import rundir
 from piekd_mjx.resources import UsageError, check_env, check_memory, check_writable
@@ -42,8 +43,7 @@ flags.DEFINE_bool('resume', False,
                   'Continue the run in --out_dir from its newest checkpoint. Flags given '
                   'override its config.json only in fields that leave training unchanged: '
                   + ', '.join(config_lib.RESUMABLE_FIELDS) + '.')
-flags.DEFINE_string('jax_cache_dir', os.path.expanduser('~/.cache/piekd_mjx/jax'),
-                    "JAX's persistent compilation cache ('' to disable).")
+jax_setup.define_flags(FLAGS)
 
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3
@@ -58,7 +58,7 @@ def resolve_config(flag_values: flags.FlagValues = FLAGS) -> config_lib.Config:
   config, explicit = config_flags.config_from_flags(flag_values)
   config = config_lib.apply_variant(config, explicit)
   config.validate()
-  check_env(config.env)
+  check_env(config.env, config.solver)
   return config
 
 
@@ -102,7 +102,7 @@ def resolve_resume(flag_values: flags.FlagValues = FLAGS) -> config_lib.Config:
   given = {name: getattr(flagged, name) for name in explicit}
   config = dataclasses.replace(saved, **{**given, 'out_dir': run_dir})
   config.validate()
-  check_env(config.env)
+  check_env(config.env, config.solver)
   config_lib.check_resumable(saved, config)
   return config
 
@@ -128,10 +128,7 @@ def main(argv: list[str]) -> None:
   except (ValueError, UsageError) as e:
     _fail(str(e))
   try:
-    import jax  # pylint: disable=g-import-not-at-top
-    if FLAGS.jax_cache_dir:
-      jax.config.update('jax_compilation_cache_dir', FLAGS.jax_cache_dir)
-      jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+    jax_setup.from_flags(FLAGS)
     processes.initialize(distributed)
     primary = processes.is_primary()
     from piekd_mjx import checkpoint  # pylint: disable=g-import-not-at-top

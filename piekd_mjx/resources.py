@@ -18,11 +18,13 @@ class UsageError(Exception):
   """Bad input: reported as one line, exit code 2."""
 
 
-def check_env(env: str) -> None:
-  """Raises ValueError naming ``--env`` unless it is one of ``envs.names()``."""
+def check_env(env: str, solver: str = 'faithful') -> None:
+  """Raises ValueError naming ``--env`` unless it is one of ``envs.names()``, or naming
+  ``--solver`` where that task does not offer it (``--solver=capped``)."""
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
   if env not in envs.names():
     raise ValueError(f'--env={env!r} is invalid: must be one of {", ".join(envs.names())}')
+  envs.make_class(env).solver_options(solver)
 
 
 def check_writable(run_dir: str, flag: str = 'out_dir') -> None:

@@ -53,6 +53,7 @@ from absl import flags
 
 from piekd_mjx import config_flags
 from piekd_mjx import grid
+from piekd_mjx import jax_setup
 from piekd_mjx import processes
 from piekd_mjx import rundir
 from piekd_mjx.config import Config
@@ -114,8 +115,7 @@ flags.DEFINE_enum('keep', 'last', ['last', 'report'], "What a finished run keeps
 flags.DEFINE_bool('calibrate', True, 'Time a few training steps of each kind of run that '
                   'the root has no measurement of, for the plan\'s time estimate.',
                   flag_values=FLAGS)
-flags.DEFINE_string('jax_cache_dir', os.path.expanduser('~/.cache/piekd_mjx/jax'),
-                    "JAX's persistent compilation cache ('' to disable).", flag_values=FLAGS)
+jax_setup.define_flags(FLAGS)
 flags.DEFINE_bool('help', False, 'Show the flags and exit.', flag_values=FLAGS)
 processes.define_flags(FLAGS)
 
@@ -169,9 +169,8 @@ def figure_from_flags(flag_values: flags.FlagValues, overrides: dict[str, tuple]
         name=flag_values.figure, title=flag_values.title or flag_values.figure, arms=arms,
         values=grid.values_from(values), explicit=frozenset(values) - {'env'},
         curves=curves, baselines=tuple(baselines))
-    for env in dict(figure.values)['env']:
-      check_env(env)
-    figure.runs()  # every config validates
+    for _, config in figure.runs():  # every config validates
+      check_env(config.env, config.solver)
   except ValueError as e:
     raise UsageError(f'{source}: {e}' if source else str(e)) from None
   return figure
@@ -773,6 +772,7 @@ def main(argv: list[str]) -> None:
     distributed = processes.arguments_from_flags(FLAGS)
   except (UsageError, ValueError) as e:
     _fail(str(e))
+  jax_setup.from_flags(FLAGS)
   # Every process reads the same root; none writes to it before all have joined.
   processes.initialize(distributed)
   if not processes.is_primary():
@@ -787,9 +787,6 @@ def main(argv: list[str]) -> None:
   except (UsageError, ValueError) as e:
     _fail(f'{os.path.basename(status.run_dir)}: {e}')
   import jax  # pylint: disable=g-import-not-at-top
-  if FLAGS.jax_cache_dir:
-    jax.config.update('jax_compilation_cache_dir', FLAGS.jax_cache_dir)
-    jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
   print_plan(FLAGS.root, figures, listed, programs, FLAGS.keep, FLAGS.calibrate)
   enabled = FLAGS.group if FLAGS.group is not None else jax.default_backend() != 'cpu'
   free, where = available_memory()

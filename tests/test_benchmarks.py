@@ -23,7 +23,8 @@ def test_device_benchmark_measures_every_part_and_projects_the_grid(tmp_path):
   out = tmp_path / 'device.json'
   subprocess.run(
       [sys.executable, 'benchmarks/device.py', '--tasks=inverted_pendulum', '--lanes=2',
-       '--solvers=faithful', '--ensemble_sizes=3', '--steps=2', '--repeats=1',
+       '--settings=today,static,command_buffers,warp', '--step_tasks=inverted_pendulum',
+       '--ensemble_sizes=3', '--steps=2', '--repeats=1',
        '--grid_task=inverted_pendulum', f'--grid={grid}', '--grid_capacity=1000',
        f'--jax_cache_dir={jax.config.jax_compilation_cache_dir or ""}', f'--out={out}'],
       cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
@@ -31,34 +32,47 @@ def test_device_benchmark_measures_every_part_and_projects_the_grid(tmp_path):
   rows = data['rows']
   by_kind = {}
   for row in rows:
-    by_kind.setdefault(row['kind'], []).append(row)
-  assert [r['lanes'] for r in by_kind['env']] == [2]
-  assert [r['lanes'] for r in by_kind['update']] == [2]
-  # The grid's inverted_pendulum runs with K = 3: ensemble_sac and piekd, 2 seeds each.
-  assert [r['lanes'] for r in by_kind['step']] == [2]
-  # Trimmed to the 2 lanes measured: a seed of each run, grouped as the sweep groups them.
-  assert by_kind['step'][0]['runs'] == ['ensemble_sac S=1', 'piekd S=1']
-  for row in by_kind['env'] + by_kind['update'] + by_kind['step']:
-    assert row['status'] == 'ok', row
-    assert row['ms_per_step'] > 0 and row['first_call_s'] > 0
-  (projection,) = by_kind['projection']
-  assert projection['status'] == 'ok'
-  env = {r['lanes']: r['ms_per_step'] for r in by_kind['env']}
-  update = {r['lanes']: r['ms_per_step'] for r in by_kind['update']}
-  step = by_kind['step'][0]['ms_per_step']
-  assert projection['overhead'] == pytest.approx(step / (env[2] + update[2]))
-  # Groups: inverted_pendulum K = 1 (2 lanes) and K = 3 (4 lanes, beyond the measured
-  # L = 2: scaled by 4 / 2); hopper was not measured and is reported missing, not guessed.
-  groups = {(g['task'], g['K']): g for g in projection['groups']}
-  assert set(groups) == {('inverted_pendulum', 1), ('inverted_pendulum', 3)}
-  assert projection['missing'] == ['hopper K=1', 'hopper K=3']
-  k3 = groups[('inverted_pendulum', 3)]
-  assert k3['lanes'] == 4 and k3['total_steps'] == 50000
-  assert k3['step_ms'] == pytest.approx(projection['overhead'] * (env[2] + update[2]) * 2)
-  k1 = groups[('inverted_pendulum', 1)]
-  assert k1['step_ms'] == pytest.approx(projection['overhead'] * (env[2] + update[2] / 3))
-  (equality,) = by_kind['equality']
+    by_kind.setdefault((row['kind'], row.get('setting')), []).append(row)
+  assert [r['lanes'] for r in by_kind['update', None]] == [2]
+  # The command buffers were measured by a child process started with XLA's flag.
+  assert [r['lanes'] for r in by_kind['env', 'command_buffers']] == [2]
+  assert '--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL' in data[
+      'command_buffers_xla_flags'].split()
+  assert '--xla_gpu_enable_command_buffer' not in data['xla_flags']
+  for setting in ('today', 'static', 'command_buffers'):
+    assert [r['lanes'] for r in by_kind['env', setting]] == [2]
+    # The grid's inverted_pendulum runs with K = 3: ensemble_sac and piekd, 2 seeds each,
+    # trimmed to the 2 lanes measured: a seed of each run, grouped as the sweep groups
+    # them.
+    (step_row,) = by_kind['step', setting]
+    assert step_row['lanes'] == 2 and step_row['runs'] == ['ensemble_sac S=1', 'piekd S=1']
+    for row in by_kind['env', setting] + by_kind['update', None] + [step_row]:
+      assert row['status'] == 'ok', row
+      assert row['ms_per_step'] > 0 and row['first_call_s'] > 0
+    (projection,) = by_kind['projection', setting]
+    assert projection['status'] == 'ok'
+    env = {r['lanes']: r['ms_per_step'] for r in by_kind['env', setting]}
+    # The child measured its own updates, on which its projection is built.
+    update = {r['lanes']: r['ms_per_step']
+              for r in by_kind.get(('update', setting), by_kind['update', None])}
+    step = step_row['ms_per_step']
+    assert projection['overhead'] == pytest.approx(step / (env[2] + update[2]))
+    # Groups: inverted_pendulum K = 1 (2 lanes) and K = 3 (4 lanes, beyond the measured
+    # L = 2: scaled by 4 / 2); hopper was not measured and is reported missing, not
+    # guessed.
+    groups = {(g['task'], g['K']): g for g in projection['groups']}
+    assert set(groups) == {('inverted_pendulum', 1), ('inverted_pendulum', 3)}
+    assert projection['missing'] == ['hopper K=1', 'hopper K=3']
+    k3 = groups[('inverted_pendulum', 3)]
+    assert k3['lanes'] == 4 and k3['total_steps'] == 50000
+    assert k3['step_ms'] == pytest.approx(projection['overhead'] * (env[2] + update[2]) * 2)
+    k1 = groups[('inverted_pendulum', 1)]
+    assert k1['step_ms'] == pytest.approx(projection['overhead'] * (env[2] + update[2] / 3))
+    assert projection['hours'] == pytest.approx(
+        sum(g['total_steps'] * g['step_ms'] / 3.6e6 for g in groups.values()))
+  # Warp: the env step where mujoco_warp imports, else a row saying why not.
+  (warp,) = by_kind['env', 'warp']
+  assert warp['status'] in ('ok', 'not offered'), warp
+  (equality,) = by_kind['equality', None]
   assert equality['status'] == 'ok' and equality['run'] == 'ensemble_sac', equality
   assert 0 <= equality['max_abs_diff'] < 1e-3 and equality['leaves'] > 0
-  assert projection['hours'] == pytest.approx(
-      sum(g['total_steps'] * g['step_ms'] / 3.6e6 for g in groups.values()))

@@ -14,7 +14,8 @@ def test_names_and_unknown_task():
                           'walker2d')
   with pytest.raises(ValueError, match='unknown task .*valid: ant, halfcheetah'):
     envs.make('cartpole')
-  with pytest.raises(ValueError, match="unknown solver 'slow'; valid: faithful, fast"):
+  with pytest.raises(ValueError, match="--solver='slow' is invalid: must be one of "
+                     'faithful, fast, capped'):
     envs.make('hopper', solver='slow')
 
 
@@ -144,3 +145,20 @@ def test_batched_restart_equals_per_env_step(task_cache):
   np.testing.assert_array_equal(got.info['truncation'], [1.0, 0.0])
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_scan_select_runs_a_while_loop_in_a_static_number_of_trips():
+  # The capped solver's loop: while cond: body, as a scan of max_iter trips whose trips
+  # after cond fails keep their input; stopped at max_iter where cond still holds.
+  from piekd_mjx.envs import capped  # pylint: disable=g-import-not-at-top
+  cond = lambda c: c[1] > 1.0
+  body = lambda c: (c[0] + 1, c[1] / 3.0)
+  for start in (0.5, 2.0, 80.0, 1e6):
+    init = (jnp.int32(0), jnp.float32(start))
+    want = jax.lax.while_loop(cond, body, init)
+    got = capped.scan_select(cond, body, init, 20)
+    assert [int(got[0]), float(got[1])] == [int(want[0]), float(want[1])]
+  stopped = capped.scan_select(cond, body, (jnp.int32(0), jnp.float32(1e6)), 4)
+  assert int(stopped[0]) == 4
+  jaxpr = str(jax.make_jaxpr(lambda x: capped.scan_select(cond, body, (0, x), 7))(1.0))
+  assert 'scan[' in jaxpr and 'while[' not in jaxpr and 'cond[' not in jaxpr

@@ -264,3 +264,40 @@ def test_a_run_directory_can_be_replaced(tmp_path):
   (tmp_path / 'empty').mkdir()
   rundir.replace(str(tmp_path / 'empty'))  # an empty directory is no loss
   assert sorted(os.listdir(tmp_path)) == []
+
+
+def test_a_solver_the_task_does_not_offer(monkeypatch):
+  # --solver=capped where every cap measured broke the task's parity (docs/TASKS.md):
+  # one line naming the flag and what is valid (launch and sweep exit 2 with it).
+  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import resources  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(envs.make_class('hopper'), 'capped_solver', None)
+  with pytest.raises(ValueError) as error:
+    resources.check_env('hopper', 'capped')
+  assert str(error.value).startswith('--solver=capped is not offered for Hopper')
+  assert str(error.value).endswith('valid: faithful, fast')
+  resources.check_env('hopper', 'fast')
+  with pytest.raises(ValueError, match=r'--solver=warp is not offered for Hopper: .*valid: '
+                     'faithful, fast$'):
+    resources.check_env('hopper', 'warp')
+
+
+def test_command_buffers_are_asked_of_xla_before_its_backend_starts():
+  code = '''
+import os
+from piekd_mjx import jax_setup
+os.environ['XLA_FLAGS'] = '--xla_gpu_autotune_level=4'
+jax_setup.command_buffers()
+jax_setup.command_buffers()  # once only
+import jax
+assert os.environ['XLA_FLAGS'].split() == ['--xla_gpu_autotune_level=4',
+                                          jax_setup.COMMAND_BUFFER_FLAG]
+assert int(jax.jit(lambda x: jax.lax.while_loop(lambda c: c < 5, lambda c: c + 1, x))(0)) == 5
+try:
+  jax_setup.command_buffers()
+except RuntimeError as e:
+  print('refused:', e)
+'''
+  result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120, check=True)
+  assert 'refused: command_buffers() after a JAX backend started' in result.stdout

@@ -44,6 +44,7 @@ def _assert_within_bounds(name, task, errs):
   obs_bound, reward_bound = CASES[name]
   assert errs['termination_mismatches'] == 0, errs
   assert errs['obs'] <= obs_bound, errs
+  assert errs['state'] <= obs_bound, errs  # qpos and qvel, hidden parts included
   for term in ['reward', *task.metric_names]:
     assert errs[term] <= reward_bound, (term, errs)
 
@@ -55,6 +56,34 @@ def test_step_matches_gymnasium(name, task_cache):
   task = task_cache(name)
   ref = parity.gymnasium_reference(name, NUM_STEPS, seed=7)
   errs = parity.errors(task, ref)
+  _assert_within_bounds(name, task, errs)
+  assert errs['reset_obs'] <= RESET_OBS_BOUND, errs
+
+
+# The tasks that offer --solver=capped; Ant's and Humanoid's take minutes to compile.
+CAPPED = [pytest.param(name, marks=[pytest.mark.slow] if name in ('ant', 'humanoid') else [])
+          for name in sorted(CASES) if envs.make_class(name).capped_solver is not None]
+
+
+@pytest.mark.parametrize('name', CAPPED)
+def test_capped_solver_step_matches_gymnasium(name, task_cache):
+  """The task's capped solver (static trip counts, piekd_mjx.envs.capped) within the
+  faithful solver's bounds, hidden state included (docs/TASKS.md)."""
+  task = task_cache(name, 'capped')
+  assert task.solver.capped
+  errs = parity.errors(task, parity.gymnasium_reference(name, NUM_STEPS, seed=7))
+  _assert_within_bounds(name, task, errs)
+
+
+@pytest.mark.parametrize('name', [n for n in sorted(CASES) if envs.make_class(n).offers_warp])
+def test_warp_step_matches_gymnasium(name, task_cache):
+  """MuJoCo Warp's implementation of MJX (--solver=warp, here on the CPU) within the
+  faithful solver's bounds, hidden state included (docs/TASKS.md)."""
+  from piekd_mjx.envs import base  # pylint: disable=g-import-not-at-top
+  if base.warp_missing():
+    pytest.skip(base.warp_missing())
+  task = task_cache(name, 'warp')
+  errs = parity.errors(task, parity.gymnasium_reference(name, NUM_STEPS, seed=7))
   _assert_within_bounds(name, task, errs)
   assert errs['reset_obs'] <= RESET_OBS_BOUND, errs
 

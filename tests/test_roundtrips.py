@@ -200,3 +200,19 @@ def test_a_static_chunk_has_no_loop_or_cond_of_ours(tmp_path):
   task_step = step['task step']['loops']['mjx solver while']
   assert step['chunk L=1']['loop'] is None and step['chunk L=1']['conds'] == 0
   assert step['chunk L=1']['loops'] == {'mjx solver while': task_step + 1}
+
+
+def test_the_capped_solvers_task_step_has_no_loop_or_cond():
+  # The capped solver (piekd_mjx.envs.capped): MJX's solver loop and its line search as
+  # scans of static trip count with selects, so a task's step has no round trip at all;
+  # MJX's own solver, traced in the same process, keeps its loop.
+  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  from piekd_mjx.envs import base  # pylint: disable=g-import-not-at-top
+  capped = envs.make('hopper', solver=base.SolverOptions(iterations=3, ls_iterations=5,
+                                                         capped=True))
+  faithful = envs.make('hopper')
+  for task, want in ((capped, []), (faithful, ['mjx line search cond', 'mjx solver while'])):
+    state = jax.eval_shape(task.reset, jax.random.PRNGKey(0))
+    action = jax.ShapeDtypeStruct((task.action_size,), jnp.float32)
+    rows = rows_of(task.step, state, action)
+    assert sorted({row['source'] for row in rows}) == want, rows
