@@ -20,7 +20,7 @@ class UsageError(Exception):
 
 def check_env(env: str, solver: str = 'faithful') -> None:
   """Raises ValueError naming ``--env`` unless it is one of ``envs.names()``, or naming
-  ``--solver`` where that task does not offer it (``--solver=capped``)."""
+  ``--solver`` where that task does not offer it (``capped``, ``warp``)."""
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
   if env not in envs.names():
     raise ValueError(f'--env={env!r} is invalid: must be one of {", ".join(envs.names())}')

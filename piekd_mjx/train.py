@@ -12,8 +12,8 @@ are the one exception: a batch's inserts and samples index them in place by lane
 (``Replay.add_at``, ``Replay.sample_at``), so they are never sliced or copied.
 
 A chunk of steps is one ``lax.fori_loop`` and the host touches the state only between
-chunks. Its control flow comes in two forms (``Config.control_flow``), with the same
-records. Dynamic (a CPU's): the chunk's length and whether it learns are traced
+chunks. Its control flow comes in two forms (``Config.control_flow``), whose records
+agree to float32 rounding. Dynamic (a CPU's): the chunk's length and whether it learns are traced
 arguments, so one compiled program serves every chunk, and conditionals skip work (the
 updates while warming up, the restarts on steps where no episode ended). Static (an
 accelerator's, which waits on the host at every data-dependent loop predicate and

@@ -23,7 +23,7 @@ def test_device_benchmark_measures_every_part_and_projects_the_grid(tmp_path):
   out = tmp_path / 'device.json'
   subprocess.run(
       [sys.executable, 'benchmarks/device.py', '--tasks=inverted_pendulum', '--lanes=2',
-       '--settings=today,static,command_buffers,warp', '--step_tasks=inverted_pendulum',
+       '--settings=today,command_buffers,warp', '--step_tasks=inverted_pendulum',
        '--ensemble_sizes=3', '--steps=2', '--repeats=1',
        '--grid_task=inverted_pendulum', f'--grid={grid}', '--grid_capacity=1000',
        f'--jax_cache_dir={jax.config.jax_compilation_cache_dir or ""}', f'--out={out}'],
@@ -39,7 +39,7 @@ def test_device_benchmark_measures_every_part_and_projects_the_grid(tmp_path):
   assert '--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL' in data[
       'command_buffers_xla_flags'].split()
   assert '--xla_gpu_enable_command_buffer' not in data['xla_flags']
-  for setting in ('today', 'static', 'command_buffers'):
+  for setting in ('today', 'command_buffers'):  # static's step: tests/test_train.py
     assert [r['lanes'] for r in by_kind['env', setting]] == [2]
     # The grid's inverted_pendulum runs with K = 3: ensemble_sac and piekd, 2 seeds each,
     # trimmed to the 2 lanes measured: a seed of each run, grouped as the sweep groups
