@@ -211,8 +211,9 @@ def grid_configs() -> list:
   with open(FLAGS.grid, encoding='utf-8') as f:
     for line in f:
       line = line.strip()
-      if line.startswith('--figure_file='):
-        figures.append(sweep.read_figure_file(line.split('=', 1)[1], {}))
+      if line.startswith('--figure_file='):  # named from the grid file's folder
+        path = os.path.join(os.path.dirname(FLAGS.grid), line.split('=', 1)[1])
+        figures.append(sweep.read_figure_file(path, {}))
   return grid_lib.unique_runs(figures)
 
 

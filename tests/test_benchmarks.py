@@ -19,7 +19,7 @@ def test_device_benchmark_measures_every_part_and_projects_the_grid(tmp_path):
                     '--arm=ensemble_sac\n--arm=piekd\n--arm=vanilla_sac\n--num_seeds=2\n'
                     '--total_steps=50000\n')
   grid = tmp_path / 'grid.cfg'
-  grid.write_text(f'--figure_file={figure}\n')
+  grid.write_text('--figure_file=figure.cfg\n')  # named from the grid file's folder
   out = tmp_path / 'device.json'
   subprocess.run(
       [sys.executable, 'benchmarks/device.py', '--tasks=inverted_pendulum', '--lanes=2',
