@@ -81,6 +81,8 @@ def warp_missing() -> str | None:
     return (f"--solver=warp needs MuJoCo Warp, which does not import ({error}): pip "
             "install '.[warp]'")
   return None
+
+
 _CONES = {'pyramidal': mujoco.mjtCone.mjCONE_PYRAMIDAL,
           'elliptic': mujoco.mjtCone.mjCONE_ELLIPTIC}
 
