@@ -74,8 +74,9 @@ def _solve(m, d):
     raise ValueError('solve requires JAX backend implementation.')
 
   def cond(ctx):
-    improvement = mjx_solver._rescale(m, d, ctx.prev_cost - ctx.cost)  # pylint: disable=protected-access
-    gradient = mjx_solver._rescale(m, d, mjx_math.norm(ctx.grad))  # pylint: disable=protected-access
+    rescale = mjx_solver._rescale  # pylint: disable=protected-access
+    improvement = rescale(m, d, ctx.prev_cost - ctx.cost)
+    gradient = rescale(m, d, mjx_math.norm(ctx.grad))
     done = ctx.solver_niter >= m.opt.iterations
     done |= improvement < m.opt.tolerance
     done |= gradient < m.opt.tolerance

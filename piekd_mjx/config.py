@@ -1,6 +1,6 @@
 """Every hyperparameter of a PIEKD / SAC run, and the paper's variants.
 
-The defaults are those of shared/design/PIEKD-SPEC.md: §1 (one SAC member, after
+The defaults are those of docs/ALGORITHM.md: §1 (one SAC member, after
 Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications"), §2-3 (the
 ensemble and intra-ensemble knowledge distillation, Hong et al., PIEKD, §4.2-4.4,
 Algorithm 1, Eq. 1-2, with the reference implementation pfnet-research/piekd's defaults
@@ -55,7 +55,7 @@ class Config:
 
   # -- the run ---------------------------------------------------------------------------
   env: str = _field('inverted_pendulum', 'Task name (see piekd_mjx.envs.names()).')
-  variant: str = _field('vanilla_sac', 'Paper variant (spec §4); one of VARIANTS.')
+  variant: str = _field('vanilla_sac', 'Paper variant (docs/ALGORITHM.md §4); one of VARIANTS.')
   num_seeds: int = _field(
       1, 'Number of independent seeds S trained in one program (see seed_batch).')
   seed: int = _field(0, 'Base PRNG seed; seed s of the run uses fold_in(seed, s).')
@@ -72,7 +72,7 @@ class Config:
       'after each multiple (and at the end).')
   keep_checkpoints: int = _field(3, 'Number of newest checkpoints kept in the run directory.')
 
-  # -- one SAC member (spec §1) ----------------------------------------------------------
+  # -- one SAC member (docs/ALGORITHM.md §1) -----------------------------------------------
   replay_capacity: int = _field(1_000_000, 'Replay buffer capacity C (transitions per seed).')
   batch_size: int = _field(256, 'SAC minibatch size B, sampled uniformly with replacement.')
   warmup_steps: int = _field(
@@ -128,7 +128,7 @@ class Config:
       "chunk, with conditionals that skip work) or 'auto' (dynamic on a CPU, static "
       'elsewhere). The two agree to float32 rounding.')
 
-  # -- the ensemble and distillation (spec §2-3) ----------------------------------------
+  # -- the ensemble and distillation (docs/ALGORITHM.md §2-3) ------------------------------
   ensemble_size: int = _field(1, 'Number of members K sharing one replay buffer.')
   recent_episodes: int = _field(
       5, 'M: a member is scored by the mean return of its last M training episodes.')
@@ -345,7 +345,7 @@ def _fail(name: str, value: Any, valid: str) -> None:
   raise ValueError(f'--{name}={value!r} is invalid: must be {valid}')
 
 
-# -- the paper's variants (spec §4) ------------------------------------------------------
+# -- the paper's variants (docs/ALGORITHM.md §4) -------------------------------------------
 
 
 def vanilla_sac(config: Config) -> Config:

@@ -1,9 +1,9 @@
 """The periodic knowledge-sharing phase of one seed: teacher election and intra-ensemble
-knowledge distillation (paper §4.4, Eq. 1-2; shared/design/PIEKD-SPEC.md §3-4).
+knowledge distillation (paper §4.4, Eq. 1-2; docs/ALGORITHM.md §3-4).
 
 A phase takes the stacked member state (leaves [K, ...]) of ONE seed, the shared replay
 buffer and the ensemble statistics; the trainer vmaps it over seeds [S] and calls it
-only at phase boundaries, outside the per-step loop (spec §7). What it does is
+only at phase boundaries, outside the per-step loop (docs/ALGORITHM.md §7). What it does is
 ``Config.share``:
 
 * ``'distill'`` (piekd, piekd_random_teacher): elect a teacher k_t (``Config.teacher``:

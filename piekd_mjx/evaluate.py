@@ -1,4 +1,4 @@
-"""Evaluation (spec §5): deterministic episodes of every member of every seed.
+"""Evaluation (docs/ALGORITHM.md §5): deterministic episodes of every member of every seed.
 
 Every member runs ``eval_episodes`` episodes with the deterministic action tanh(mean)
 on evaluation environments of its own, separate from the training environment, for at

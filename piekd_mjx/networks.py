@@ -1,4 +1,4 @@
-"""The SAC networks of one member (spec §1; Haarnoja et al. 2018, "Soft Actor-Critic
+"""The SAC networks of one member (docs/ALGORITHM.md §1; Haarnoja et al. 2018, "Soft Actor-Critic
 Algorithms and Applications", §4 and Appendix C).
 
 * Every layer's weights are drawn by ``kernel_init`` (Glorot uniform by default, as the

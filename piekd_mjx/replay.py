@@ -1,8 +1,8 @@
-"""The shared replay buffer: an on-device ring of transitions (spec §1-2).
+"""The shared replay buffer: an on-device ring of transitions (docs/ALGORITHM.md §1-2).
 
 One buffer of capacity C per seed, shared by the K members; SAC minibatches are drawn
-uniformly with replacement among the stored transitions (spec §1), and distillation
-reads contiguous slices of it (spec §3).
+uniformly with replacement among the stored transitions (docs/ALGORITHM.md §1), and distillation
+reads contiguous slices of it (docs/ALGORITHM.md §3).
 
 Three pure functions over a ``ReplayState``, shaped like optax's
 GradientTransformation: ``init() -> state``, ``add(state, transitions) -> state``,

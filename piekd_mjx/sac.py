@@ -1,4 +1,4 @@
-"""Soft Actor-Critic for ONE ensemble member, as pure functions (spec §1).
+"""Soft Actor-Critic for ONE ensemble member, as pure functions (docs/ALGORITHM.md §1).
 
 Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications": the soft
 Bellman residual of the twin critics with the clipped double-Q target (Eq. 5, with the

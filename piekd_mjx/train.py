@@ -24,7 +24,7 @@ Runs that share a ``program_key`` (task, K, network and batch sizes, replay capa
 episode length, warm-up, ...) train as lanes of one program (``make_group_trainer``);
 their SAC scalars and phase data are per-lane ``lanes.Settings``. Periodic work
 (phases, evaluation) happens between chunks and never as a masked select inside the
-per-step computation (spec §7): a phase runs on just the lanes that have one at that
+per-step computation (docs/ALGORITHM.md §7): a phase runs on just the lanes that have one at that
 step (``lanes.at_lanes``), with one program per phase kind; ``schedule.py`` decides
 when.
 """
