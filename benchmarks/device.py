@@ -104,9 +104,7 @@ def on_cpu() -> bool:
 
 def settings() -> dict[str, Any]:
   """The sizes of this run: the flags, or the defaults of this backend."""
-  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
   cpu = on_cpu()
-  del envs
   return {
       'lanes': [int(x) for x in FLAGS.lanes] if FLAGS.lanes else (
           [1, 5] if cpu else [1, 35, 175]),
@@ -461,8 +459,8 @@ def in_child(results: Results, setting: str) -> None:
     return
   out = (FLAGS.out or os.path.join('/tmp', f'device-{os.getpid()}.json')) + f'.{setting}'
   argv = [a for a in sys.argv if not a.startswith(('--settings=', '--out=', '--budget_s='))]
-  env = {**os.environ, 'XLA_FLAGS': f"{os.environ.get('XLA_FLAGS', '')} "
-                                    f'{jax_setup.COMMAND_BUFFER_FLAG}'.strip()}
+  env = {**os.environ,
+         'XLA_FLAGS': jax_setup.with_command_buffers(os.environ.get('XLA_FLAGS', ''))}
   child = subprocess.run([sys.executable, *argv, f'--settings={setting}', f'--out={out}',
                           f'--budget_s={left}', '--child'], env=env, check=False)
   try:

@@ -53,11 +53,10 @@ def write(results: list[dict]) -> None:
 def setting(label: str):
   """(SolverOptions, Gymnasium's cone override) of a ``--settings`` label."""
   from piekd_mjx.envs import base  # pylint: disable=g-import-not-at-top
-  fixed = {'faithful': (base.FAITHFUL, None), 'fast': (base.FAST, None),
-           'elliptic': (base.SolverOptions(cone='elliptic'), 'elliptic'),
-           'warp': (base.WARP, None)}
-  if label in fixed:
-    return fixed[label]
+  if label in base.SOLVERS:  # faithful, fast, warp
+    return base.SOLVERS[label], None
+  if label == 'elliptic':
+    return base.SolverOptions(cone='elliptic'), 'elliptic'
   try:
     kind, caps = label.split('-')
     iterations, ls_iterations = map(int, caps.split('/'))

@@ -37,7 +37,8 @@ flags.DEFINE_list('tasks', None, 'Tasks (default: every task of piekd_mjx.envs.n
 flags.DEFINE_list('lanes', ['1', '5'], 'Lanes L of the traced chunk, all in one vmapped '
                   'batch as on an accelerator (1: unbatched).')
 flags.DEFINE_integer('members', 3, 'Members K of the traced programs.')
-flags.DEFINE_string('task_solver', 'faithful', "The tasks' solver: 'faithful', 'fast' or 'capped'.")
+flags.DEFINE_string('task_solver', 'faithful',
+                    "The tasks' solver: 'faithful', 'fast' or 'capped'.")
 flags.DEFINE_integer('chunk_steps', 1000, 'Environment steps of a chunk (the default '
                      "--log_every): a dynamic chunk's own loops and conds are divided by it.")
 flags.DEFINE_enum('control_flow', 'static', ['static', 'dynamic'],
@@ -310,7 +311,8 @@ def main(argv):
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
   commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT,
                           capture_output=True, text=True, check=False).stdout.strip()
-  results = {'argv': sys.argv, 'control_flow': FLAGS.control_flow, 'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+  results = {'argv': sys.argv, 'control_flow': FLAGS.control_flow,
+             'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
              'machine': platform.processor() or platform.machine(), 'cpus': os.cpu_count(),
              'jax': jax.__version__, 'commit': commit, 'rows': []}
   for task in FLAGS.tasks or envs.names():

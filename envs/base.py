@@ -184,8 +184,9 @@ class MjxTask(brax_base.Env):
                        "steps overflow MuJoCo Warp's contact buffer and lose parity with "
                        'MuJoCo C (docs/TASKS.md); valid: faithful, fast'
                        + ', capped' * (cls.capped_solver is not None))
-    if name == 'warp' and warp_missing():
-      raise ValueError(warp_missing())
+    missing = warp_missing() if name == 'warp' else None
+    if missing:
+      raise ValueError(missing)
     return SOLVERS[name]
 
   def _adapt_model(self, mj_model: mujoco.MjModel) -> None:

@@ -36,9 +36,14 @@ def command_buffers() -> None:
   if xla_bridge.backends_are_initialized():
     raise RuntimeError('command_buffers() after a JAX backend started: XLA would not read '
                        'the flag')
-  current = os.environ.get('XLA_FLAGS', '')
-  if COMMAND_BUFFER_FLAG not in current.split():
-    os.environ['XLA_FLAGS'] = f'{current} {COMMAND_BUFFER_FLAG}'.strip()
+  os.environ['XLA_FLAGS'] = with_command_buffers(os.environ.get('XLA_FLAGS', ''))
+
+
+def with_command_buffers(xla_flags: str) -> str:
+  """``xla_flags`` (an ``XLA_FLAGS`` value) with ``COMMAND_BUFFER_FLAG``, added once."""
+  if COMMAND_BUFFER_FLAG in xla_flags.split():
+    return xla_flags
+  return f'{xla_flags} {COMMAND_BUFFER_FLAG}'.strip()
 
 
 def compilation_cache(directory: str) -> None:

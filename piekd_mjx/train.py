@@ -531,15 +531,18 @@ def _lane_programs(key: Config, task: envs.MjxTask, batch: int,
   chunk_fn = with_precision(key.matmul_precision, functools.partial(chunk, parts, batch))
   finite_fn = lambda state: members_finite(state.members)
   placed = {'init': {}, 'chunk': {}, 'finite': {}}  # each program's out_shardings
-  if parts.static:
-    chunk_program = _StaticChunks(chunk_fn, mesh, parts, key, task)
+  example = None
   if mesh is not None:
     keys, settings, state = _example(parts, key, task)
+    example = (state, settings)
     init_fn, placed['init'] = _over_devices(init_fn, mesh, keys, settings)
-    chunk_fn, placed['chunk'] = _over_devices(chunk_fn, mesh, state, np.int32(1),
-                                              np.bool_(True), settings)
     finite_fn, placed['finite'] = _over_devices(finite_fn, mesh, state)
-  if not parts.static:
+  if parts.static:
+    chunk_program = _StaticChunks(chunk_fn, mesh, example)
+  else:
+    if mesh is not None:
+      chunk_fn, placed['chunk'] = _over_devices(chunk_fn, mesh, state, np.int32(1),
+                                                np.bool_(True), settings)
     chunk_program = jax.jit(_positional(chunk_fn), donate_argnums=0, **placed['chunk'])
   return _Programs(init=jax.jit(init_fn, **placed['init']), chunk=chunk_program,
                    finite_params=jax.jit(finite_fn, **placed['finite']), parts=parts)
@@ -549,11 +552,10 @@ class _StaticChunks:
   """The chunk program with static control flow: ``(state, num_steps, learn, settings)``
   runs the program compiled for that ``num_steps`` and ``learn``, compiling it on first
   use (a run's schedule has few chunk lengths: ``log_every`` and the remainders before
-  its events)."""
+  its events). ``example``: (state, settings) of the ranks of ``mesh``'s programs."""
 
-  def __init__(self, fn: Callable, mesh: sharding_lib.Mesh | None, parts: Parts,
-               key: Config, task: envs.MjxTask):
-    self._fn, self._mesh, self._parts, self._key, self._task = fn, mesh, parts, key, task
+  def __init__(self, fn: Callable, mesh: sharding_lib.Mesh | None, example: tuple | None):
+    self._fn, self._mesh, self._example = fn, mesh, example
     self._programs: dict[tuple[int, bool], Callable] = {}
 
   def __call__(self, state: TrainState, num_steps: int, learn: bool,
@@ -563,8 +565,7 @@ class _StaticChunks:
       fn = lambda state, settings: self._fn(state, *static, settings)
       placed = {}
       if self._mesh is not None:
-        _, example_settings, example = _example(self._parts, self._key, self._task)
-        fn, placed = _over_devices(fn, self._mesh, example, example_settings)
+        fn, placed = _over_devices(fn, self._mesh, *self._example)
       self._programs[static] = jax.jit(fn, donate_argnums=0, **placed)
     return self._programs[static](state, settings)
 
