@@ -45,7 +45,6 @@ files, prints and evaluates, and hands the returns to the others.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import json
 import math
@@ -67,6 +66,7 @@ from piekd_mjx import pace as pace_lib
 from piekd_mjx import processes
 from piekd_mjx import rundir
 from piekd_mjx import schedule
+from piekd_mjx import signals
 from piekd_mjx import sharding as sharding_lib
 from piekd_mjx import train as train_lib
 from piekd_mjx.config import Config
@@ -374,7 +374,7 @@ def run_group(configs: Sequence[Config], run_dirs: Sequence[str], group_dir: str
     if primary and group_dir not in run_dirs:
       _write_atomic(os.path.join(group_dir, rundir.GROUP_FILE), json.dumps(
           {'runs': [os.path.abspath(d) for d in run_dirs]}, indent=2))
-    with _stop_signals() as stop:
+    with signals.caught() as stop:
       return _Loop(configs, run_dirs, trainer, checkpointer, output, progress).run(
           state, progress, stop, pending)
   finally:
@@ -669,29 +669,6 @@ def _check_finite(finite: np.ndarray, what: str, step_of: Callable[[int, int], i
     step, s, k = min((step_of(s, k), int(s), int(k)) for s, k in bad)
     raise NonFiniteError(f'non-finite {what} at step {step} in {where(s)}, member {k}; '
                          f'the last good checkpoint is {good_checkpoint()}')
-
-
-@contextlib.contextmanager
-def _stop_signals() -> Iterator[list[int]]:
-  """While active, SIGINT and SIGTERM append their number to the yielded list (a second
-  one raises KeyboardInterrupt); the previous handlers come back on exit. Outside the
-  main thread no handler can be installed and the list stays empty."""
-  caught: list[int] = []
-
-  def handler(signum, frame):  # pylint: disable=unused-argument
-    if caught:
-      raise KeyboardInterrupt
-    caught.append(signum)
-
-  if threading.current_thread() is not threading.main_thread():
-    yield caught
-    return
-  previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-  try:
-    yield caught
-  finally:
-    for s, h in previous.items():
-      signal.signal(s, h)
 
 
 def _write_atomic(path: str, text: str) -> None:

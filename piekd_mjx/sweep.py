@@ -30,9 +30,12 @@ process runs the same command, the groups train over all their devices one after
 another, and process 0 alone prints, writes and holds the runs' locks, deciding for
 all of them.
 
+``--parallel_groups=N`` trains up to N groups at once, each in a child process with
+1/N of the device's memory (``parallel.py``).
+
 Exit codes: 0 done (or every run left was held by another sweep); 2 bad input (one
 line, nothing trained); 3 a run became non-finite (the others went on); 130/143
-stopped by SIGINT/SIGTERM.
+stopped by SIGINT/SIGTERM; 1 (``--parallel_groups``) a child process ended otherwise.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import shutil
 import signal
 import sys
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from absl import flags
 
@@ -56,6 +59,7 @@ from piekd_mjx import grid
 from piekd_mjx import jax_setup
 from piekd_mjx import processes
 from piekd_mjx import rundir
+from piekd_mjx import signals
 from piekd_mjx.config import Config
 from piekd_mjx.resources import (MEMORY_MARGIN_BYTES, UsageError, available_memory, check_env,
                                  check_memory, check_writable)
@@ -112,6 +116,9 @@ flags.DEFINE_bool('group', None, 'Train the runs that share one program (task, K
 flags.DEFINE_enum('keep', 'last', ['last', 'report'], "What a finished run keeps: 'last' "
                   'checkpoint (to extend it later) or only the report\'s files.',
                   flag_values=FLAGS)
+flags.DEFINE_integer('parallel_groups', 1, 'Train this many groups (or runs alone) at '
+                     'once, each in a process of its own with an equal share of the '
+                     'device\'s memory (piekd_mjx/parallel.py).', flag_values=FLAGS)
 flags.DEFINE_bool('calibrate', True, 'Time a few training steps of each kind of run that '
                   'the root has no measurement of, for the plan\'s time estimate.',
                   flag_values=FLAGS)
@@ -656,90 +663,104 @@ def write_figures(root: str, figures: Sequence[grid.Figure]) -> None:
     os.replace(tmp, path)
 
 
-class _Signals:
-  """SIGINT and SIGTERM between runs: remembered, and the sweep stops before the next."""
-
-  def __init__(self):
-    self.caught: list[int] = []
-
-  def __enter__(self):
-    self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT,
-                                                                   signal.SIGTERM)}
-    return self
-
-  def _handle(self, signum, frame):  # pylint: disable=unused-argument
-    if self.caught:
-      raise KeyboardInterrupt
-    self.caught.append(signum)
-
-  def __exit__(self, *exc):
-    for s, h in self._previous.items():
-      signal.signal(s, h)
+# A group held by another sweep (``train_group``'s answer; not an exit code).
+BUSY = -1
 
 
-def train_runs(groups: Sequence[Group], programs: Programs, keep: str) -> int:
-  """Trains every group (a run alone, or runs as lanes) one after another; returns the
-  exit code."""
+def group_label(group: Group) -> str:
+  """How the console names a group: its run's name, or its own and its size."""
+  if len(group.runs) == 1:
+    return os.path.basename(group.runs[0].run_dir)
+  return f'group {group.name} ({len(group.runs)} runs)'
+
+
+def train_group(group: Group, position: str, programs: Programs, keep: str,
+                stop_signal: Callable[[], int] = lambda: 0) -> int:
+  """Trains one group (a run alone, or runs as lanes) under its runs' locks and prunes
+  its checkpoints; ``position`` ('[2/5] ' or '') starts its console lines. Returns 0
+  (trained, or done by another sweep), ``BUSY``, ``EXIT_NONFINITE`` or 128 + the number
+  of the signal that stopped it (``stop_signal()``'s, caught while its programs were
+  built, or one during training, after its checkpoint); raises UsageError where its
+  directories are not its runs'."""
   from piekd_mjx import checkpoint  # pylint: disable=g-import-not-at-top
   from piekd_mjx import executables  # pylint: disable=g-import-not-at-top
   from piekd_mjx import run  # pylint: disable=g-import-not-at-top
+  label = group_label(group)
+  with contextlib.ExitStack() as stack:
+    # The primary holds the locks and decides for every process.
+    held = processes.is_primary() and all(
+        [stack.enter_context(hold(s.run_dir)) for s in group.runs])
+    if not processes.broadcast(int(held)):
+      print(f'{position}{label}: held by another sweep; skipped', flush=True)
+      return BUSY
+    # As they are now that this process holds them.
+    runs = [status_of(s.config, s.run_dir, holding=True) for s in group.runs]
+    for status in runs:
+      if status.state == 'conflict':
+        raise UsageError(f'{status.run_dir}: {status.reason}')
+    if len(runs) == 1 and runs[0].state == 'done':
+      print(f'{position}{label}: done (by another sweep)', flush=True)
+      return 0
+    config = runs[0].config
+    executables.release_if_crowded()  # room for this group's programs
+    try:
+      if len(runs) == 1:
+        status = runs[0]
+        print(f'{position}{label}: {status.state}, {config.env} {config.variant} '
+              f'S={config.num_seeds} K={config.ensemble_size} to step '
+              f'{config.total_steps:,}', flush=True)
+        trainer = programs.trainer(config)
+        if signum := stop_signal():
+          return _stopped_before(signum, label)
+        run.run(config, status.run_dir, trainer=trainer, resume=status.state == 'partial')
+      else:
+        configs = [s.config for s in runs]
+        resume = _has_checkpoint(group.directory)
+        print(f'{position}{label}: {"partial" if resume else "new"}, {config.env} '
+              f'K={config.ensemble_size} L={group.lanes} to step {config.total_steps:,}: '
+              + ', '.join(f'{os.path.basename(s.run_dir)} ({s.state})' for s in runs),
+              flush=True)
+        trainer = programs.group_trainer(configs)
+        if signum := stop_signal():
+          return _stopped_before(signum, label)
+        run.run_group(configs, [s.run_dir for s in runs], group.directory, trainer=trainer,
+                      resume=resume)
+    except run.NonFiniteError as e:
+      print(f'error: {label}: {e}', file=sys.stderr, flush=True)
+      return EXIT_NONFINITE
+    except run.Stopped as e:
+      print(f'{e}; checkpoint {e.checkpoint}; run the same sweep command again to go on',
+            file=sys.stderr, flush=True)
+      return 128 + e.signum
+    except checkpoint.ResumeError as e:
+      raise UsageError(f'{group.directory}: {e}') from None
+    if processes.is_primary():
+      prune(group.directory, keep)
+  return 0
+
+
+def train_runs(groups: Sequence[Group], programs: Programs, keep: str) -> int:
+  """Trains every group one after another (``train_group``); returns the exit code."""
   failed, busy = [], []
-  with _Signals() as signals:
+  with signals.caught() as caught:
     for number, group in enumerate(groups, 1):
-      label = (os.path.basename(group.runs[0].run_dir) if len(group.runs) == 1
-               else f'group {group.name} ({len(group.runs)} runs)')
-      with contextlib.ExitStack() as stack:
-        # The primary holds the locks and decides for every process.
-        held = processes.is_primary() and all(
-            [stack.enter_context(hold(s.run_dir)) for s in group.runs])
-        if not processes.broadcast(int(held)):
-          busy.append(label)
-          print(f'[{number}/{len(groups)}] {label}: held by another sweep; skipped',
-                flush=True)
-          continue
-        # As they are now that this process holds them.
-        runs = [status_of(s.config, s.run_dir, holding=True) for s in group.runs]
-        for status in runs:
-          if status.state == 'conflict':
-            raise UsageError(f'{status.run_dir}: {status.reason}')
-        if len(runs) == 1 and runs[0].state == 'done':
-          print(f'[{number}/{len(groups)}] {label}: done (by another sweep)', flush=True)
-          continue
-        if signum := processes.largest(signals.caught[0] if signals.caught else 0):
-          return _stopped_between(signum, number, len(groups))
-        config = runs[0].config
-        executables.release_if_crowded()  # room for this group's programs
-        try:
-          if len(runs) == 1:
-            status = runs[0]
-            print(f'[{number}/{len(groups)}] {label}: {status.state}, {config.env} '
-                  f'{config.variant} S={config.num_seeds} K={config.ensemble_size} to step '
-                  f'{config.total_steps:,}', flush=True)
-            run.run(config, status.run_dir, trainer=programs.trainer(config),
-                    resume=status.state == 'partial')
-          else:
-            configs = [s.config for s in runs]
-            resume = _has_checkpoint(group.directory)
-            print(f'[{number}/{len(groups)}] {label}: {"partial" if resume else "new"}, '
-                  f'{config.env} K={config.ensemble_size} L={group.lanes} to step '
-                  f'{config.total_steps:,}: ' + ', '.join(
-                      f'{os.path.basename(s.run_dir)} ({s.state})' for s in runs), flush=True)
-            run.run_group(configs, [s.run_dir for s in runs], group.directory,
-                          trainer=programs.group_trainer(configs), resume=resume)
-        except run.NonFiniteError as e:
-          print(f'error: {label}: {e}', file=sys.stderr, flush=True)
-          failed.append(label)
-          continue
-        except run.Stopped as e:
-          print(f'{e}; checkpoint {e.checkpoint}; run the same sweep command again to go on',
-                file=sys.stderr, flush=True)
-          return 128 + e.signum
-        except checkpoint.ResumeError as e:
-          raise UsageError(f'{group.directory}: {e}') from None
-        if processes.is_primary():
-          prune(group.directory, keep)
-      if signum := processes.largest(signals.caught[0] if signals.caught else 0):
-        return _stopped_between(signum, number + 1, len(groups))
+      if signum := processes.largest(caught[0] if caught else 0):
+        return _stopped_between(signum, number, len(groups))
+      code = train_group(group, f'[{number}/{len(groups)}] ', programs, keep,
+                         lambda: processes.largest(caught[0] if caught else 0))
+      if code == BUSY:
+        busy.append(group_label(group))
+      elif code == EXIT_NONFINITE:
+        failed.append(group_label(group))
+      elif code:
+        return code
+    if signum := processes.largest(caught[0] if caught else 0):
+      return 128 + signum
+  return summarize(busy, failed)
+
+
+def summarize(busy: Sequence[str], failed: Sequence[str]) -> int:
+  """Prints the groups skipped as busy and those that became non-finite; the exit code."""
   if busy:
     print(f'{len(busy)} run(s) or group(s) were held by another sweep: ' + ', '.join(busy),
           flush=True)
@@ -748,6 +769,12 @@ def train_runs(groups: Sequence[Group], programs: Programs, keep: str) -> int:
           file=sys.stderr, flush=True)
     return EXIT_NONFINITE
   return 0
+
+
+def _stopped_before(signum: int, label: str) -> int:
+  print(f'stopped by {signal.Signals(signum).name} before {label} trained; run the same '
+        'sweep command again to go on', file=sys.stderr, flush=True)
+  return 128 + signum
 
 
 def _stopped_between(signum: int, number: int, count: int) -> int:
@@ -770,8 +797,18 @@ def main(argv: list[str]) -> None:
       raise UsageError(f'{conflicts[0].run_dir}: {conflicts[0].reason}; it is not the run '
                        'the sweep would train there (move it away, or use another --root)')
     distributed = processes.arguments_from_flags(FLAGS)
+    parallel = FLAGS.parallel_groups
+    if parallel < 1:
+      raise UsageError(f'--parallel_groups={parallel} is invalid: must be at least 1')
+    if parallel > 1 and distributed:
+      raise UsageError(f'--parallel_groups={parallel} is invalid with several processes '
+                       '(--num_processes or a launcher\'s): one process trains a group '
+                       'over all of them')
   except (UsageError, ValueError) as e:
     _fail(str(e))
+  if parallel > 1:
+    from piekd_mjx import parallel as parallel_lib  # pylint: disable=g-import-not-at-top
+    parallel_lib.parent_environment()
   jax_setup.from_flags(FLAGS)
   # Every process reads the same root; none writes to it before all have joined.
   processes.initialize(distributed)
@@ -791,6 +828,17 @@ def main(argv: list[str]) -> None:
   enabled = FLAGS.group if FLAGS.group is not None else jax.default_backend() != 'cpu'
   free, where = available_memory()
   free = processes.smallest(free // 2**20) * 2**20  # one plan for every process
+  if parallel > 1:  # each group plans with its process's share
+    free, where = free // parallel, f'a 1/{parallel} share (--parallel_groups) of {where}'
+    try:
+      for status in listed:
+        if status.state in ('new', 'partial'):
+          check_memory(status.config, programs.bytes_per_transition(status.config),
+                       (free, where))
+    except UsageError as e:
+      _fail(f'{os.path.basename(status.run_dir)}: {e}')
+    print(f'{parallel} groups at a time, each in a process of its own with {where}: '
+          f'{_gib(free)}', flush=True)
   groups = plan_groups(FLAGS.root, listed, enabled, programs.bytes_per_transition, free)
   print_groups(groups, programs.bytes_per_transition, free, where)
   for group in groups:
@@ -803,7 +851,11 @@ def main(argv: list[str]) -> None:
   if processes.is_primary():
     write_figures(FLAGS.root, figures)
   try:
-    code = train_runs(groups, programs, FLAGS.keep)
+    if parallel > 1:
+      code = parallel_lib.train_groups(groups, parallel, FLAGS.keep, FLAGS.jax_cache_dir,
+                                       FLAGS.command_buffers)
+    else:
+      code = train_runs(groups, programs, FLAGS.keep)
   except UsageError as e:
     _fail(str(e))
   except KeyboardInterrupt:

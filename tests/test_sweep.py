@@ -110,6 +110,12 @@ def test_an_arm_with_a_tuple_and_its_label():
      ['inverted_pendulum-vanilla_sac-', 'GiB of replay buffers', 'GiB free']),
     (['--root={tmp}', '--num_processes=2', '--process_id=1'],
      ['--coordinator_address missing']),
+    (['--root={tmp}', '--parallel_groups=0'], ['--parallel_groups=0 is invalid']),
+    (['--root={tmp}', '--parallel_groups=2', '--num_processes=2', '--process_id=0',
+      '--coordinator_address=localhost:1'],
+     ['--parallel_groups=2 is invalid with several processes']),
+    (['--root={tmp}', '--parallel_groups=100000'],
+     ['inverted_pendulum-vanilla_sac-', 'a 1/100000 share (--parallel_groups) of']),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(args, fragments, tmp_path):
   (tmp_path / 'file').write_text('not a directory')

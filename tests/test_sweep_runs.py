@@ -185,3 +185,66 @@ def test_a_grouped_sweep_killed_and_run_again_ends_with_the_metrics_of_the_runs_
   again = subprocess.run(sweep_command(root, '--group', '--dry_run'), cwd=REPO,
                          capture_output=True, text=True, timeout=300, check=False)
   assert '2 unique runs: 0 new, 0 partial, 2 done, 0 busy' in again.stdout
+
+
+def children_of(pid):
+  """The live processes whose parent is ``pid`` (from /proc; zombies count as ended)."""
+  found = []
+  for name in os.listdir('/proc'):
+    try:
+      with open(f'/proc/{name}/stat', encoding='utf-8') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    except (OSError, IndexError):
+      continue
+    if int(fields[1]) == pid and fields[0] != 'Z':
+      found.append(int(name))
+  return found
+
+
+def alive(pid):
+  try:
+    with open(f'/proc/{pid}/stat', encoding='utf-8') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except OSError:
+    return False
+
+
+def test_a_parallel_sweep_killed_stopped_and_run_again_ends_with_the_same_metrics(
+    two_at_once, tmp_path, killable_cache):
+  # --parallel_groups=2 trains the two runs at once, each in a child process. SIGKILL to
+  # the parent takes its children with it; SIGTERM reaches them through it, and they
+  # stop at a checkpoint; run again, each run's records are those of the sweeps above.
+  reference, _ = two_at_once
+  root = tmp_path / 'root'
+  process = subprocess.Popen(sweep_command(root, '--parallel_groups=2', killable_cache),
+                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    wait_until(lambda: num_records(root, 0) >= 1 and num_records(root, 1) >= 1, process)
+    children = children_of(process.pid)
+    assert len(children) == 2
+  finally:
+    process.kill()
+    process.wait(timeout=60)
+  deadline = time.time() + 30
+  while any(alive(pid) for pid in children) and time.time() < deadline:
+    time.sleep(0.1)
+  assert not any(alive(pid) for pid in children)
+  assert num_records(root, 0) < 6 or num_records(root, 1) < 6
+  process = subprocess.Popen(sweep_command(root, '--parallel_groups=2'), cwd=REPO, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  steps = [len(records(d)) for d in run_dirs(root)]
+  wait_until(lambda: any(num_records(root, i) > steps[i] for i in (0, 1)), process)
+  process.send_signal(signal.SIGTERM)
+  out, err = process.communicate(timeout=300)
+  assert process.returncode == 128 + signal.SIGTERM, err
+  assert '2 groups at a time, each in a process of its own' in out
+  assert err.splitlines()[-1].endswith('run the same sweep command again to go on'), err
+  result = subprocess.run(sweep_command(root, '--parallel_groups=2'), cwd=REPO,
+                          capture_output=True, text=True, timeout=900, check=False)
+  assert result.returncode == 0, result.stderr
+  for ours, theirs in zip(run_dirs(root), run_dirs(reference)):
+    assert comparable(ours) == comparable(theirs)
+    assert os.listdir(os.path.join(ours, 'checkpoints')) == ['3000']
+  # Every line of a child names its group.
+  started = [l for l in result.stdout.splitlines() if ': partial, inverted_pendulum ' in l]
+  assert {l[:6] for l in started} <= {'[1/2] ', '[2/2] '} and started, result.stdout
