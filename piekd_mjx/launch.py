@@ -1,6 +1,6 @@
 """The command line: ``python -m piekd_mjx.launch --env=hopper --num_seeds=5``.
 
-Every field of ``Config`` is a flag (``--helpfull`` lists them); ``--variant`` picks
+Every field of ``Config`` is a flag (``--help`` lists them); ``--variant`` picks
 one of the paper's variants; ``--resume --out_dir=DIR`` continues the run in DIR from
 its newest checkpoint. ``--coordinator_address``, ``--num_processes`` and
 ``--process_id`` (or a SLURM or Open MPI launcher) make one run span several processes
@@ -44,6 +44,7 @@ flags.DEFINE_bool('resume', False,
                   'override its config.json only in fields that leave training unchanged: '
                   + ', '.join(config_lib.RESUMABLE_FIELDS) + '.')
 jax_setup.define_flags(FLAGS)
+flags.DEFINE_bool('help', False, 'Show the flags and exit.')
 
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3
@@ -108,10 +109,7 @@ def resolve_resume(flag_values: flags.FlagValues = FLAGS) -> config_lib.Config:
 
 
 def main(argv: list[str]) -> None:
-  try:
-    FLAGS(argv)
-  except flags.Error as e:
-    _fail(str(e).splitlines()[0])
+  config_flags.parse_or_exit(FLAGS, argv)
   try:
     distributed = processes.arguments_from_flags(FLAGS)
     if distributed is not None and not FLAGS.out_dir:

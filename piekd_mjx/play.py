@@ -54,12 +54,14 @@ VIDEO_FPS = 30
 
 
 def play_mujoco(policy: policy_lib.Policy, episodes: int, seed: int,
-                render: bool = False) -> tuple[np.ndarray, list[np.ndarray]]:
+                render: bool = False, size: tuple[int, int] = VIDEO_SIZE,
+                render_every: int = 1) -> tuple[np.ndarray, list[np.ndarray]]:
   """The returns [N] of ``episodes`` episodes on Gymnasium's task (MuJoCo C), and with
-  ``render`` the frames [H, W, 3] of the first one (its reset and every step)."""
+  ``render`` the frames [H, W, 3] (``size``: width, height) of the first one: its reset,
+  every ``render_every``-th step and its last."""
   import gymnasium  # pylint: disable=g-import-not-at-top
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
-  options = dict(render_mode='rgb_array', width=VIDEO_SIZE[0], height=VIDEO_SIZE[1],
+  options = dict(render_mode='rgb_array', width=size[0], height=size[1],
                  camera_id=-1) if render else {}
   env = gymnasium.make(envs.GYMNASIUM_IDS[policy.env], max_episode_steps=EPISODE_LENGTH,
                        **options)
@@ -77,13 +79,12 @@ def play_mujoco(policy: policy_lib.Policy, episodes: int, seed: int,
     obs, _ = env.reset(seed=seed + i)
     filming = render and i == 0
     frames += [env.render()] if filming else []
-    done = False
+    done, t = False, 0
     while not done:
       action = low + (np.asarray(policy(obs), np.float64) + 1.0) * 0.5 * (high - low)
       obs, reward, terminated, truncated, _ = env.step(action)
-      frames += [env.render()] if filming else []
-      returns[i] += reward
-      done = terminated or truncated
+      t, returns[i], done = t + 1, returns[i] + reward, terminated or truncated
+      frames += [env.render()] if filming and (t % render_every == 0 or done) else []
   env.close()
   return returns, frames
 

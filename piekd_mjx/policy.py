@@ -95,7 +95,7 @@ def load(source: str, seed: int = 0, member: int | str = 'best',
   if os.path.isfile(source):
     return _read_file(source)
   config = _run_config(source)
-  checkpoints, lane = _checkpoints_and_lane(source, config, seed)
+  checkpoints, lane = checkpoints_and_lane(source, config, seed)
   steps = sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit()) \
       if os.path.isdir(checkpoints) else []
   if not steps:
@@ -143,9 +143,10 @@ def _run_config(run_dir: str) -> config_lib.Config:
                       f'{rundir.CONFIG_FILE})') from None
 
 
-def _checkpoints_and_lane(run_dir: str, config: config_lib.Config,
+def checkpoints_and_lane(run_dir: str, config: config_lib.Config,
                           seed: int) -> tuple[str, int]:
-  """The checkpoints directory holding ``run_dir``'s lanes and the lane of ``seed``."""
+  """The checkpoints directory holding ``run_dir``'s lanes (its own, or its group's)
+  and the lane of ``seed`` in it."""
   if not 0 <= seed < config.num_seeds:
     raise PolicyError(f'seed={seed} is not a seed of {run_dir!r} (it has seeds 0 to '
                       f'{config.num_seeds - 1})')

@@ -3,13 +3,15 @@
 For each figure of the root (``DIR/figures/<name>.json``, written by the sweep): a plot
 per task (``plots.task_figure``), the aggregate over its tasks and the probabilities of
 improvement of its claims' comparisons (``plots``); in ``REPORT.md``, per task and arm
-the converged returns and the area with their intervals (``statistics``), then each of
-the paper's claims about the figure with its verdict and the numbers behind it
-(``claims``). Runs that have not reached their figure's total_steps are drawn as far as
-they go, marked partial, and left out of the verdicts. The report is a function of the
-runs' ``config.json`` and ``metrics.jsonl`` and the figures' JSON: the same data give the
-same ``REPORT.md``, byte for byte. docs/REPORT.md explains the statistics and holds the
-table of the claims and their decision rules.
+the converged returns and the area with their intervals (``statistics``), a filmstrip
+of each arm's best member on MuJoCo C where its run keeps a checkpoint (``agents``),
+then each of the paper's claims about the figure with its verdict and the numbers
+behind it (``claims``). Runs that have not reached their figure's total_steps are drawn
+as far as they go, marked partial, and left out of the verdicts. The report is a
+function of the runs' ``config.json``, ``metrics.jsonl`` and checkpoint steps and the
+figures' JSON: the same data give the same ``REPORT.md``, byte for byte (on machines
+that can all draw pictures, or none). docs/REPORT.md explains the statistics and holds
+the table of the claims and their decision rules.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 
 from absl import flags
 
+from piekd_mjx import agents as agents_lib
 from piekd_mjx import claims as claims_lib
 from piekd_mjx import config_flags
 from piekd_mjx import curves as curves_lib
@@ -34,6 +37,9 @@ flags.DEFINE_string('out', '', "The report's directory ('' is ROOT/report).",
 flags.DEFINE_integer('resamples', st.DEFAULT_RESAMPLES, 'Bootstrap resamples per interval.',
                      flag_values=FLAGS)
 flags.DEFINE_bool('plots', True, 'Write the figures (off: REPORT.md alone).',
+                  flag_values=FLAGS)
+flags.DEFINE_bool('agents', True, 'A filmstrip of each arm\'s best member on MuJoCo C, '
+                  'for runs that keep a checkpoint (needs an OpenGL backend).',
                   flag_values=FLAGS)
 flags.DEFINE_bool('help', False, 'Show the flags and exit.', flag_values=FLAGS)
 
@@ -72,9 +78,10 @@ def arm_table(figure: dict, data: claims_lib.FigureData) -> list[str]:
   return lines
 
 
-def figure_section(root: str, name: str, out_dir: str, resamples: int,
-                   draw: bool) -> list[str]:
-  """REPORT.md's section of one figure, writing its plots into ``out_dir``."""
+def figure_section(root: str, name: str, out_dir: str, resamples: int, draw: bool,
+                   agents: bool = True) -> list[str]:
+  """REPORT.md's section of one figure, writing its plots (and, ``agents``, its agents'
+  filmstrips) into ``out_dir``."""
   figure, data = read_figure(root, name, resamples)
   lines = [f'## {figure["title"]}', '']
   envs = sorted({env for env, _ in data.curves})
@@ -96,6 +103,8 @@ def figure_section(root: str, name: str, out_dir: str, resamples: int,
       plots.improvement_figure(figure, rows, out_dir)
   lines += [f'![{alt}]({path})' for alt, path in images]
   lines += ['', *arm_table(figure, data), '']
+  if agents:
+    lines += agents_lib.section(figure, root, out_dir, draw)
   claims = claims_lib.of_figure(figure['name'])
   if claims:
     lines += ["### The paper's claims", '']
@@ -122,13 +131,15 @@ def preamble(root: str, resamples: int) -> list[str]:
       '', '### How each claim is decided', '', *claims_lib.table(), '']
 
 
-def write_report(root: str, out_dir: str, resamples: int, draw: bool = True) -> str:
-  """Writes the plots and REPORT.md of every figure of ``root``; returns REPORT.md's path."""
+def write_report(root: str, out_dir: str, resamples: int, draw: bool = True,
+                 agents: bool = True) -> str:
+  """Writes the plots and REPORT.md of every figure of ``root`` (with ``agents``, the
+  filmstrips of runs that keep a checkpoint: ``agents.py``); returns REPORT.md's path."""
   names = sorted(n for n in os.listdir(os.path.join(root, 'figures')) if n.endswith('.json'))
   os.makedirs(out_dir, exist_ok=True)
   lines = preamble(root, resamples)
   for name in names:
-    lines += figure_section(root, name, out_dir, resamples, draw)
+    lines += figure_section(root, name, out_dir, resamples, draw, agents)
   path = os.path.join(out_dir, 'REPORT.md')
   with open(f'{path}.tmp', 'w', encoding='utf-8') as f:
     f.write('\n'.join(lines) + '\n')
@@ -145,7 +156,7 @@ def main(argv: list[str]) -> None:
   if FLAGS.resamples < 100:
     _fail(f'--resamples={FLAGS.resamples} is invalid: must be at least 100')
   path = write_report(FLAGS.root, FLAGS.out or os.path.join(FLAGS.root, 'report'),
-                      FLAGS.resamples, FLAGS.plots)
+                      FLAGS.resamples, FLAGS.plots, FLAGS.agents)
   print(f'report: {path}')
 
 

@@ -301,3 +301,12 @@ except RuntimeError as e:
   result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                           timeout=120, check=True)
   assert 'refused: command_buffers() after a JAX backend started' in result.stdout
+
+
+def test_help_lists_every_config_field_and_exits_0(tmp_path):
+  from piekd_mjx.config import Config  # pylint: disable=g-import-not-at-top
+  result = launch(['--help'], tmp_path)
+  assert result.returncode == 0, result.stderr
+  for field in dataclasses.fields(Config):
+    assert f'--{field.name}' in result.stdout or f'--[no]{field.name}' in result.stdout, field
+  assert not os.listdir(tmp_path)

@@ -154,6 +154,20 @@ def test_the_report_of_a_sweep_reads_its_runs(two_at_once, tmp_path):
     assert f'| 2 | 3,000 | {best:,.1f} ' in row, (row, best)
   svg = (tmp_path / 'tiny-inverted_pendulum.svg').read_text()
   assert 'Ensemble-SAC' in svg and 'SAC-PIEKD' in svg and 'dashed: worst member' in svg
+  # The agents: each arm's best member at its last checkpoint (3,000), over the seeds,
+  # as its evaluation record names it, in a filmstrip of its MuJoCo C episode.
+  import imageio.v2 as imageio  # pylint: disable=g-import-not-at-top
+  lines = text.split('### The agents', 1)[1].splitlines()
+  for cell in figure['cells']:
+    returns = np.array(records(os.path.join(root, 'runs', cell['run']))[-1]['eval/returns'])
+    seed, member = np.unravel_index(returns.argmax(), returns.shape)
+    entry = next(i for i, l in enumerate(lines)
+                 if l.startswith(f'- inverted_pendulum, {cell["arm"]}:'))
+    assert f'seed {seed}, member {member}, step 3,000' in lines[entry], lines[entry]
+    name = lines[entry + 1].split('](', 1)[1].rstrip(')')
+    image = imageio.imread(tmp_path / name)
+    assert image.shape[0] == 180 and image.shape[1] % 240 == 0 and image.shape[1] > 240
+    assert image.std() > 5  # not blank (about 13 here): the pole and cart on the rail
 
 
 def test_a_grouped_sweep_killed_and_run_again_ends_with_the_metrics_of_the_runs_alone(
