@@ -113,10 +113,13 @@ def _start(number: int, total: int, group: sweep.Group, keep: str, jax_cache_dir
   prefix = f'[{number}/{total}] '
   relays = (_Relay(process.stdout, sys.stdout, prefix),
             _Relay(process.stderr, sys.stderr, prefix))
-  json.dump({'group': group_to_json(group), 'keep': keep, 'parent': os.getpid(),
-             'jax_cache_dir': jax_cache_dir, 'command_buffers': command_buffers},
-            process.stdin)
-  process.stdin.close()
+  try:
+    json.dump({'group': group_to_json(group), 'keep': keep, 'parent': os.getpid(),
+               'jax_cache_dir': jax_cache_dir, 'command_buffers': command_buffers},
+              process.stdin)
+    process.stdin.close()
+  except BrokenPipeError:
+    pass  # the child ended at once; its exit code and stderr say why
   return _Child(number, group, process, relays)
 
 

@@ -1,7 +1,7 @@
 """Plays a trained member on MuJoCo C (Gymnasium's ``*-v5``) and on our MJX task.
 
   python -m piekd_mjx.play --run=DIR [--seed=0] [--member=best] [--step=-1] --episodes=10
-      [--video=PATH.mp4] [--filmstrip=PATH.png]
+      [--video=PATH.mp4] [--filmstrip=PATH.png] [--html=PATH.html]
 
 The member's deterministic policy (``policy.load``; tanh of the mean, as evaluation
 acts) runs ``--episodes`` episodes on each engine, episode i from seed
@@ -12,12 +12,15 @@ difference: a policy trained here should score the same on both engines within t
 episodes' own spread, the end-to-end check of the task's parity that one-step parity
 cannot give (errors that compound over 1,000 steps, resets, termination). ``--video``
 renders the first MuJoCo C episode offscreen with MuJoCo's renderer and writes it with
-imageio (the ``render`` extra); ``--filmstrip`` writes a few of its frames side by side.
+imageio (the ``render`` extra); ``--filmstrip`` writes a few of its frames side by side;
+``--html`` writes brax's interactive viewer of an MJX episode (no OpenGL needed).
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import Any
 
 from absl import flags
 import numpy as np
@@ -41,6 +44,9 @@ flags.DEFINE_string('video', '', "Write the first MuJoCo C episode here, rendere
                     flag_values=FLAGS)
 flags.DEFINE_string('filmstrip', '', 'Write frames of the first MuJoCo C episode side by '
                     "side here ('.png'), as --video renders them.", flag_values=FLAGS)
+flags.DEFINE_string('html', '', "Write brax's interactive viewer of an MJX episode (from "
+                    "--episode_seed) here ('.html'; opened, it loads brax's script from "
+                    'its CDN).', flag_values=FLAGS)
 flags.DEFINE_integer('filmstrip_frames', 6, 'Frames of the filmstrip, evenly spaced.',
                      flag_values=FLAGS)
 flags.DEFINE_bool('help', False, 'Show the flags and exit.', flag_values=FLAGS)
@@ -93,7 +99,6 @@ def check_rendering() -> str | None:
   """None when MuJoCo can render offscreen here, else the one line that says why not.
   Without MUJOCO_GL set, OSMesa (Debian's libosmesa6) is used: it needs no display or
   GPU."""
-  import os  # pylint: disable=g-import-not-at-top
   os.environ.setdefault('MUJOCO_GL', 'osmesa')
   if os.environ['MUJOCO_GL'] == 'osmesa':
     os.environ.setdefault('PYOPENGL_PLATFORM', 'osmesa')
@@ -144,6 +149,50 @@ def play_mjx(policy: policy_lib.Policy, episodes: int, seed: int) -> np.ndarray:
   return np.asarray(run(params, jax.random.key(seed)))[0, 0].astype(np.float64)
 
 
+def mjx_trajectory(policy: policy_lib.Policy, seed: int) -> tuple[Any, float]:
+  """One MJX episode of ``policy`` from ``jax.random.key(seed)``, stepped one action at a
+  time: its bodies' world poses [T, nbody - 1] (brax's ``Transform``, the world body
+  left out, as brax's viewer reads them) and its return."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from brax import base  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  task = envs.make(policy.env)
+  state = task.reset(jax.random.key(seed))
+  poses, total = [], 0.0
+
+  def pose(data):
+    return np.asarray(data.xpos)[1:], np.asarray(data.xquat)[1:]
+
+  poses.append(pose(state.pipeline_state))
+  for _ in range(EPISODE_LENGTH):
+    action = task.action_low + (policy(state.obs) + 1.0) * 0.5 * (
+        task.action_high - task.action_low)
+    state = task.step(state, action)
+    total += float(state.reward)
+    poses.append(pose(state.pipeline_state))
+    if state.done:
+      break
+  return [base.Transform(pos=p, rot=q) for p, q in poses], total
+
+
+def write_html(path: str, policy: policy_lib.Policy, seed: int) -> float:
+  """brax's interactive viewer of one MJX episode (``mjx_trajectory``) as an HTML file
+  (its script comes from brax's CDN when opened); returns the episode's return."""
+  import types  # pylint: disable=g-import-not-at-top
+  import warnings  # pylint: disable=g-import-not-at-top
+  from brax.io import html, mjcf  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  with warnings.catch_warnings():
+    warnings.filterwarnings('ignore', message='Brax System', category=UserWarning)
+    system = mjcf.load_model(envs.make(policy.env).mj_model)
+  poses, total = mjx_trajectory(policy, seed)
+  text = html.render(system, [types.SimpleNamespace(x=x) for x in poses])
+  with open(f'{path}.tmp', 'w', encoding='utf-8') as f:
+    f.write(text)
+  os.replace(f'{path}.tmp', path)
+  return total
+
+
 def summary(name: str, returns: np.ndarray) -> str:
   spread = returns.std(ddof=1) if len(returns) > 1 else 0.0
   return (f'{name}: mean return {returns.mean():,.1f}, standard deviation {spread:,.1f} '
@@ -179,6 +228,8 @@ def main(argv: list[str]) -> None:
     _fail(f'--video={FLAGS.video!r} is invalid: a path ending in .mp4 or .gif')
   if FLAGS.filmstrip and not FLAGS.filmstrip.endswith('.png'):
     _fail(f'--filmstrip={FLAGS.filmstrip!r} is invalid: a path ending in .png')
+  if FLAGS.html and not FLAGS.html.endswith('.html'):
+    _fail(f'--html={FLAGS.html!r} is invalid: a path ending in .html')
   if FLAGS.filmstrip_frames < 1:
     _fail(f'--filmstrip_frames={FLAGS.filmstrip_frames} is invalid: a positive integer')
   filming = bool(FLAGS.video or FLAGS.filmstrip)
@@ -213,6 +264,10 @@ def main(argv: list[str]) -> None:
     print(summary('MJX (piekd_mjx)', results['mjx']), flush=True)
   if len(results) == 2:
     print(difference(results['mujoco'], results['mjx']), flush=True)
+  if FLAGS.html:
+    total = write_html(FLAGS.html, policy, FLAGS.episode_seed)
+    print(f'html: {FLAGS.html} (an MJX episode from seed {FLAGS.episode_seed}, return '
+          f'{total:,.1f})', flush=True)
 
 
 def _fail(message: str) -> None:

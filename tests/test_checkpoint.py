@@ -7,6 +7,7 @@ trainer, so its programs are traced once; the subprocesses (the CLI, killed by S
 and stopped by SIGTERM) find them compiled in JAX's persistent cache.
 """
 
+import base64
 import dataclasses
 import io
 import json
@@ -18,6 +19,7 @@ import struct
 import subprocess
 import sys
 import time
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -558,9 +560,11 @@ def test_a_directory_or_file_that_is_not_a_run_or_policy(tmp_path):
 
 
 def test_play_runs_a_member_on_mujoco_c_and_on_mjx(reference, tmp_path):
+  page = tmp_path / 'episode.html'
   result = subprocess.run(
       [sys.executable, '-m', 'piekd_mjx.play', f'--run={reference}', '--seed=1',
-       '--episodes=3'], capture_output=True, text=True, timeout=600, check=False)
+       '--episodes=3', f'--html={page}'], capture_output=True, text=True, timeout=600,
+      check=False)
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
   assert lines[0].startswith('inverted_pendulum: seed 1, member ')
@@ -568,10 +572,23 @@ def test_play_runs_a_member_on_mujoco_c_and_on_mjx(reference, tmp_path):
   assert lines[2].startswith('MJX (piekd_mjx): mean return ')
   assert 'over 3 episodes' in lines[1] and 'over 3 episodes' in lines[2]
   assert 'agree' in lines[3]
+  # brax's viewer: the system's bodies and one pose of each per step (reset included);
+  # each step earns 1 but the one where the pole falls (v5), so there are return + 1
+  # poses (1,000 steps) or return + 2 (a fall).
+  assert lines[4].startswith(f'html: {page} (an MJX episode from seed 0, return ')
+  episode_return = float(re.search(r'return ([\d,.]+)\)', lines[4]).group(1).replace(',', ''))
+  encoded = re.search(r'var system = "([A-Za-z0-9+/=]+)"', page.read_text()).group(1)
+  system = json.loads(zlib.decompress(base64.b64decode(encoded)))
+  assert sorted(system['geoms']) == ['cart', 'pole', 'world']
+  poses = system['states']['x']
+  assert len(poses) == episode_return + (1 if episode_return == 1000 else 2)
+  assert np.array(poses[-1]['rot']).shape == (2, 4)  # cart and pole
+  assert np.abs(np.array(poses[-1]['pos']) - np.array(poses[0]['pos'])).max() > 1e-3
   for argv, words in ((['--run=' + str(tmp_path / 'none')], 'is neither a run directory'),
                       ([f'--run={reference}', '--episodes=0'], '--episodes=0 is invalid'),
                       ([f'--run={reference}', '--member=9'], 'member=9 is not a member'),
-                      ([f'--run={reference}', '--engines=bullet'], '--engines=bullet')):
+                      ([f'--run={reference}', '--engines=bullet'], '--engines=bullet'),
+                      ([f'--run={reference}', '--html=page.htm'], "--html='page.htm' is")):
     bad = subprocess.run([sys.executable, '-m', 'piekd_mjx.play', *argv],
                          capture_output=True, text=True, timeout=300, check=False)
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1, bad.stderr
