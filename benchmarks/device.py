@@ -180,9 +180,10 @@ def update_program(obs_size: int, action_size: int, members: int, lanes: int,
   from piekd_mjx import sac as sac_lib  # pylint: disable=g-import-not-at-top
   from piekd_mjx import train  # pylint: disable=g-import-not-at-top
   sac = sac_lib.make_sac(config_lib.Config(), obs_size, action_size)
-  update = train.vmap_or_squeeze(train.vmap_or_squeeze(sac.update, members), lanes)
+  one = lambda m, b, k: sac.update(m, b, k, sac.default_scalars)
+  update = train.vmap_or_squeeze(train.vmap_or_squeeze(one, members), lanes)
   keys = jax.random.split(jax.random.PRNGKey(0), lanes * members).reshape(lanes, members, 2)
-  state = jax.jit(jax.vmap(jax.vmap(sac.init)))(keys)
+  state = jax.jit(jax.vmap(jax.vmap(lambda k: sac.init(k, sac.default_scalars))))(keys)
   shape = (lanes, members, FLAGS.batch_size)
   k = jax.random.split(jax.random.PRNGKey(1), 3)
   batch = sac_lib.Transition(

@@ -326,14 +326,16 @@ def measure_update(task: envs.MjxTask, config: Config) -> dict[str, Any]:
   num_members, n = config.ensemble_size, FLAGS.train_steps
   sac = sac_lib.make_sac(config, task.observation_size, task.action_size)
   key_init, key_batch, key = jax.random.split(jax.random.PRNGKey(config.seed), 3)
-  members = jax.jit(jax.vmap(sac.init))(jax.random.split(key_init, num_members))
+  members = jax.jit(jax.vmap(lambda k: sac.init(k, sac.default_scalars)))(
+      jax.random.split(key_init, num_members))
   batch = _fixed_batch(task, num_members, key_batch)
 
   def loop(members, batch, key):
     def body(carry, _):
       members, key, sums = carry
       key, key_update = jax.random.split(key)
-      members, metrics = train_lib.vmap_or_squeeze(sac.update, num_members)(
+      one = lambda m, b, k: sac.update(m, b, k, sac.default_scalars)
+      members, metrics = train_lib.vmap_or_squeeze(one, num_members)(
           members, batch, jax.random.split(key_update, num_members))
       # Summed as the trainer sums them, so that no metric is dead code in either.
       return (members, key, {k: sums[k] + metrics[k] for k in train_lib.SAC_METRICS}), None

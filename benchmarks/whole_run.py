@@ -35,6 +35,7 @@ flags.DEFINE_integer('eval_every', 10_000, 'Steps between evaluations.')
 flags.DEFINE_integer('eval_episodes', 20, 'Deterministic episodes per evaluation.')
 flags.DEFINE_integer('rounds', 2, 'Alternations of the two sides.')
 flags.DEFINE_integer('seed', 0, 'Seed of both sides.')
+flags.DEFINE_string('solver', 'faithful', "Our side's --solver (the task must offer it).")
 flags.DEFINE_string('jax_cache_dir', os.path.expanduser('~/.cache/piekd_mjx/jax'),
                     "Our side's persistent compilation cache.")
 flags.DEFINE_string('out', '', 'Write the results as JSON here, as they come.')
@@ -72,6 +73,7 @@ def run_ours(run_dir: str) -> dict:
              '--variant=vanilla_sac', f'--total_steps={FLAGS.total_steps}',
              f'--warmup_steps={FLAGS.warmup_steps}', f'--eval_every={FLAGS.eval_every}',
              f'--eval_episodes={FLAGS.eval_episodes}', f'--seed={FLAGS.seed}',
+             f'--solver={FLAGS.solver}',
              f'--out_dir={run_dir}', f'--jax_cache_dir={FLAGS.jax_cache_dir}']
   start = time.perf_counter()
   subprocess.run(command, check=True, stdout=subprocess.DEVNULL)

@@ -2,7 +2,7 @@
 knowledge distillation (paper §4.4, Eq. 1-2; docs/ALGORITHM.md §3-4).
 
 A phase takes the stacked member state (leaves [K, ...]) of ONE seed, the shared replay
-buffer and the ensemble statistics; the trainer vmaps it over seeds [S] and calls it
+buffer and the ensemble statistics; the trainer vmaps it over lanes [L] and calls it
 only at phase boundaries, outside the per-step loop (docs/ALGORITHM.md §7). What it does is
 ``Config.share``:
 
@@ -50,6 +50,7 @@ buffer in place from a stack of buffers when given its lane.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -185,7 +186,8 @@ def _num_slices(size: jax.Array, batch_size: int) -> jax.Array:
 def gradient_steps(config: Config, size, sample_batches=None):
   """A phase's gradient steps per member on a buffer of ``size`` rows (an int or a
   traced [] int32): epochs x ceil(size / B) in 'full' mode, epochs x the sampled
-  minibatches (``sample_batches``, by default the config's) in 'sample' mode."""
+  minibatches (``sample_batches``, by default the config's) in 'sample' mode.
+  ``config`` may be a ``Kind`` given ``sample_batches``."""
   if config.distill_data == 'full':
     return config.distill_epochs * _num_slices(size, config.distill_batch_size)
   if sample_batches is None:
@@ -220,23 +222,252 @@ def _take(tree: Any, k: jax.Array) -> Any:
   return jax.tree.map(lambda x: x[k], tree)
 
 
+@dataclasses.dataclass(frozen=True)
+class Kind:
+  """What a phase program is compiled for (``KIND_FIELDS``, named as in ``Config`` so
+  that ``gradient_steps`` reads either)."""
+
+  share: str
+  extra_updates: str
+  distill_data: str
+  distill_epochs: int
+  distill_batch_size: int
+
+
+def kind_of(config: Config) -> Kind:
+  """``config``'s ``Kind``; ValueError where its share has no phase or a choice is
+  unknown."""
+  if config.share not in ('distill', 'hardcopy', 'extra'):
+    raise ValueError(f'--share={config.share!r} has no phase: make_phase needs one of '
+                     "'distill', 'hardcopy', 'extra'")
+  for name, valid in (('distill_data', DISTILL_DATA_CHOICES), ('teacher', TEACHER_CHOICES),
+                      ('extra_updates', EXTRA_UPDATES_CHOICES)):
+    if getattr(config, name) not in valid:
+      raise ValueError(f'--{name}={getattr(config, name)!r} is invalid: must be one of '
+                       + ', '.join(valid))
+  return Kind(*phase_kind(config))
+
+
+BatchAt = Callable[[jax.Array], tuple[Transition, jax.Array]]
+
+
+def make_batches(kind: Kind, replay: Replay, size: jax.Array,
+                 read: Callable[[jax.Array], Transition], key: jax.Array,
+                 sample_batches: jax.Array) -> tuple[jax.Array, BatchAt]:
+  """The phase's gradient steps per member [] int32 (dynamic in 'full' mode) and step
+  i -> (minibatch [B], weight [B]) of the data schedule, on a buffer of ``size`` rows
+  read by ``read`` (rows -> transitions)."""
+  batch_size = kind.distill_batch_size
+  num_steps = jnp.asarray(gradient_steps(kind, size, sample_batches), jnp.int32)
+  if kind.distill_data == 'full':
+    order = slice_order(key, size, replay.capacity, batch_size, kind.distill_epochs)
+    num_slices = jnp.maximum(_num_slices(size, batch_size), 1)
+
+    def batch_at(i):
+      start = order[i // num_slices, i % num_slices] * batch_size
+      rows = start + jnp.arange(batch_size, dtype=jnp.int32)  # [B]
+      weight = (rows < size).astype(jnp.float32)  # [B]
+      return read(rows), weight
+  else:
+    def batch_at(i):
+      rows = replay.sample_indices(jax.random.fold_in(key, i), size, batch_size)
+      return read(rows), jnp.ones((batch_size,), jnp.float32)
+  return num_steps, batch_at
+
+
+def student_losses(sac: Sac, members: MemberState, teacher: jax.Array, batch: Transition,
+                   weight: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Eq. 1-2 of every member against member ``teacher``: ([K], [K])."""
+  losses = functools.partial(distillation_losses, sac)
+  return jax.vmap(losses, in_axes=(0, 0, None, None, None, None))(
+      members.actor_params, members.critic_params,
+      _take(members.actor_params, teacher), _take(members.critic_params, teacher),
+      batch, weight)
+
+
+def distill_members(sac: Sac, members: MemberState, teacher: jax.Array,
+                    trip_count: jax.Array, batch_at: BatchAt, lr: jax.Array,
+                    tau: jax.Array) -> MemberState:
+  """``trip_count`` Adam steps of Eq. 1-2 for every member (the teacher's own come out
+  unchanged only after ``_where_members``), then one target step of tau."""
+  optimizer = optax.adam(lr)
+  teacher_actor_params = _take(members.actor_params, teacher)
+  teacher_critic_params = _take(members.critic_params, teacher)
+
+  def loss_fn(actor_params, critic_params, batch, weight):
+    policy_kl, critic_mse = distillation_losses(
+        sac, actor_params, critic_params, teacher_actor_params, teacher_critic_params,
+        batch, weight)
+    return policy_kl + critic_mse
+
+  # The actor and the critics share no parameter: one gradient of the sum gives each
+  # network the gradient of its own loss.
+  grad_fn = jax.vmap(jax.grad(loss_fn, argnums=(0, 1)), in_axes=(0, 0, None, None))
+  init_opt = jax.vmap(optimizer.init)
+  update_opt = jax.vmap(optimizer.update)
+
+  def step(i, students: StudentState) -> StudentState:
+    batch, weight = batch_at(i)  # [B], [B]
+    actor_grads, critic_grads = grad_fn(
+        students.actor_params, students.critic_params, batch, weight)
+    actor_updates, actor_opt_state = update_opt(
+        actor_grads, students.actor_opt_state, students.actor_params)
+    critic_updates, critic_opt_state = update_opt(
+        critic_grads, students.critic_opt_state, students.critic_params)
+    return StudentState(
+        actor_params=optax.apply_updates(students.actor_params, actor_updates),
+        critic_params=optax.apply_updates(students.critic_params, critic_updates),
+        actor_opt_state=actor_opt_state,
+        critic_opt_state=critic_opt_state)
+
+  students = StudentState(
+      actor_params=members.actor_params,
+      critic_params=members.critic_params,
+      actor_opt_state=init_opt(members.actor_params),  # fresh per phase
+      critic_opt_state=init_opt(members.critic_params))
+  students = jax.lax.fori_loop(0, trip_count, step, students)
+  return members.replace(
+      actor_params=students.actor_params,
+      critic_params=students.critic_params,
+      target_critic_params=optax.incremental_update(
+          students.critic_params, members.target_critic_params, tau))
+
+
+def hardcopy(members: MemberState, teacher: jax.Array) -> MemberState:
+  """Every member gets the teacher's actor, critics and their SAC optimiser states."""
+
+  def broadcast(tree):  # the teacher's leaves [...] repeated to [K, ...]
+    return jax.tree.map(lambda x: jnp.broadcast_to(x[teacher], x.shape), tree)
+
+  return members.replace(
+      actor_params=broadcast(members.actor_params),
+      critic_params=broadcast(members.critic_params),
+      actor_opt_state=broadcast(members.actor_opt_state),
+      critic_opt_state=broadcast(members.critic_opt_state))
+
+
+def extra_updates(kind: Kind, sac: Sac, members: MemberState, trip_count: jax.Array,
+                  batch_at: BatchAt, key: jax.Array, sac_scalars: Any) -> MemberState:
+  """``trip_count`` extra SAC steps of every member on the phase's minibatches: actor
+  and temperature ('policy_alpha') or the whole update ('all')."""
+  num_members = members.log_alpha.shape[0]
+  sac_step = (sac.update_actor_and_alpha if kind.extra_updates == 'policy_alpha'
+              else sac.update)
+  member_step = jax.vmap(lambda m, b, k, w: sac_step(m, b, k, sac_scalars, w),
+                         in_axes=(0, None, 0, None))
+
+  def step(i, members: MemberState) -> MemberState:
+    batch, weight = batch_at(i)  # [B], [B]
+    keys = jax.random.split(jax.random.fold_in(key, i), num_members)  # [K]
+    return member_step(members, batch, keys, weight)[0]
+
+  return jax.lax.fori_loop(0, trip_count, step, members)
+
+
+def _no_teacher_metrics(recent: jax.Array, num_steps: jax.Array) -> Metrics:
+  nan = jnp.full((), jnp.nan, jnp.float32)
+  return {
+      'distill/teacher': jnp.full((), -1, jnp.int32),
+      'distill/skipped': jnp.zeros((), jnp.int32),
+      'distill/recent_returns': recent,
+      'distill/policy_kl_before': nan,
+      'distill/policy_kl_after': nan,
+      'distill/critic_mse_before': nan,
+      'distill/critic_mse_after': nan,
+      'distill/num_updates': num_steps,
+  }
+
+
+def teacher_phase(kind: Kind, sac: Sac, replay: Replay, members: MemberState,
+                  ensemble_state: ensemble.EnsembleState, size: jax.Array,
+                  read: Callable[[jax.Array], Transition], num_steps: jax.Array,
+                  batch_at: BatchAt, keys: tuple[jax.Array, jax.Array],
+                  scalars: PhaseScalars, tau: jax.Array) -> tuple[MemberState, Metrics]:
+  """A 'distill' or 'hardcopy' phase: elect the teacher, move the students, and measure
+  Eq. 1-2 before and after on one probe minibatch."""
+  key_teacher, key_probe = keys
+  num_members = ensemble_state.returns.shape[0]
+  recent, _ = ensemble.recent_returns(ensemble_state)  # [K]
+  teacher, skipped = elect_teacher(scalars.teacher, ensemble_state, key_teacher)
+  safe_teacher = jnp.maximum(teacher, 0)  # any valid index when skipped
+  is_student = jnp.arange(num_members) != teacher  # [K]
+  if kind.share == 'distill':
+    trip_count = jnp.where(skipped, 0, num_steps).astype(jnp.int32)
+    new_members = distill_members(sac, members, safe_teacher, trip_count, batch_at,
+                                  scalars.lr, tau)
+  else:
+    trip_count = jnp.zeros((), jnp.int32)
+    new_members = hardcopy(members, safe_teacher)
+  # The teacher (and everyone, when skipped) comes out bit-identical.
+  new_members = _where_members(is_student & ~skipped, new_members, members)
+
+  batch_size = kind.distill_batch_size
+  probe = read(replay.sample_indices(key_probe, size, batch_size))  # [B]
+  probe_weight = jnp.ones((batch_size,), jnp.float32)
+  num_students = jnp.maximum(jnp.sum(is_student), 1)
+
+  def student_mean(x):  # [K] -> [], NaN when skipped
+    mean = jnp.sum(jnp.where(is_student, x, 0.0)) / num_students
+    return jnp.where(skipped, jnp.nan, mean)
+
+  kl_before, mse_before = student_losses(sac, members, safe_teacher, probe, probe_weight)
+  kl_after, mse_after = student_losses(sac, new_members, safe_teacher, probe, probe_weight)
+  return new_members, {
+      'distill/teacher': teacher,
+      'distill/skipped': skipped.astype(jnp.int32),
+      'distill/recent_returns': recent,
+      'distill/policy_kl_before': student_mean(kl_before),
+      'distill/policy_kl_after': student_mean(kl_after),
+      'distill/critic_mse_before': student_mean(mse_before),
+      'distill/critic_mse_after': student_mean(mse_after),
+      'distill/num_updates': trip_count,
+  }
+
+
+def phase(kind: Kind, sac: Sac, replay: Replay, members: MemberState,
+          replay_state: ReplayState, ensemble_state: ensemble.EnsembleState,
+          key: jax.Array, scalars: PhaseScalars, sac_scalars: Any,
+          lane: jax.Array | None = None) -> tuple[MemberState, Metrics]:
+  """One phase of one lane (``make_phase`` describes it and binds the static pieces)."""
+  num_members = ensemble_state.returns.shape[0]
+  if members.log_alpha.shape != (num_members,):
+    raise ValueError(f'members.log_alpha has shape {members.log_alpha.shape}; expected '
+                     f'({num_members},), one per member of the ensemble state')
+  if lane is None:
+    size, read = replay_state.size, functools.partial(replay.get, replay_state)
+  else:  # buffer ``lane`` of the stack, read in place
+    size = replay_state.size[lane]
+    read = functools.partial(replay.get_at, replay_state, lane)
+  key_teacher, key_probe, key_data, key_updates = jax.random.split(key, 4)
+  num_steps, batch_at = make_batches(kind, replay, size, read, key_data,
+                                     scalars.sample_batches)
+  if kind.share == 'extra':
+    recent, _ = ensemble.recent_returns(ensemble_state)  # [K]
+    new_members = extra_updates(kind, sac, members, num_steps, batch_at, key_updates,
+                                sac_scalars)
+    return new_members, _no_teacher_metrics(recent, num_steps)
+  return teacher_phase(kind, sac, replay, members, ensemble_state, size, read, num_steps,
+                       batch_at, (key_teacher, key_probe), scalars, sac_scalars.tau)
+
+
 def make_phase(config: Config, sac: Sac, replay: Replay) -> Phase:
-  """Builds the knowledge-sharing phase of one seed for ``config.share``.
+  """The knowledge-sharing phase of one lane for ``config.share``, its static pieces
+  bound.
 
   Args:
     config: reads its ``phase_kind`` (share, extra_updates, distill_data,
-      distill_epochs, distill_batch_size); teacher, distill_lr and
-      distill_sample_batches give the default ``PhaseScalars``.
-    sac: the members' SAC functions (their default ``Scalars`` give tau and, for
-      'extra', the updates' hyperparameters).
+      distill_epochs, distill_batch_size); its teacher, distill_lr and
+      distill_sample_batches are the lanes' ``PhaseScalars`` (``phase_scalars``).
+    sac: the members' SAC functions.
     replay: the shared buffer's functions.
 
   Returns:
-    ``phase(members, replay_state, ensemble_state, key, scalars=None, sac_scalars=None,
-    lane=None) -> (members, metrics)`` with members' leaves [K, ...]. ``scalars`` and
-    ``sac_scalars`` default to the config's. With ``lane`` (a [] int32),
-    ``replay_state`` is a stack of buffers [L] and the phase reads buffer ``lane`` in
-    place. The metrics, a flat dict:
+    ``phase(members, replay_state, ensemble_state, key, scalars, sac_scalars,
+    lane=None) -> (members, metrics)`` with members' leaves [K, ...], ``scalars`` the
+    lane's ``PhaseScalars`` and ``sac_scalars`` its ``sac.Scalars`` (tau of the target
+    step, and the updates of 'extra'). With ``lane`` (a [] int32), ``replay_state`` is
+    a stack of buffers [L] and the phase reads buffer ``lane`` in place. The metrics, a
+    flat dict:
       'distill/teacher' [] int32: k_t, -1 if skipped or share='extra';
       'distill/skipped' [] int32: 1 if no teacher could be elected (nothing changed);
       'distill/recent_returns' [K]: R_k, NaN where none;
@@ -251,190 +482,4 @@ def make_phase(config: Config, sac: Sac, replay: Replay) -> Phase:
     ValueError: share='none' (no phase) or an unknown share, teacher, distill_data or
       extra_updates.
   """
-  share = config.share
-  if share not in ('distill', 'hardcopy', 'extra'):
-    raise ValueError(f'--share={share!r} has no phase: make_phase needs one of '
-                     "'distill', 'hardcopy', 'extra'")
-  for name, valid in (('distill_data', DISTILL_DATA_CHOICES), ('teacher', TEACHER_CHOICES),
-                      ('extra_updates', EXTRA_UPDATES_CHOICES)):
-    if getattr(config, name) not in valid:
-      raise ValueError(f'--{name}={getattr(config, name)!r} is invalid: must be one of '
-                       + ', '.join(valid))
-  batch_size = config.distill_batch_size
-  epochs = config.distill_epochs
-  default_scalars = phase_scalars(config)
-
-  def make_batches(size: jax.Array, read: Callable[[jax.Array], Transition],
-                   key: jax.Array, sample_batches: jax.Array
-                   ) -> tuple[jax.Array, Callable[[jax.Array], tuple[Transition, jax.Array]]]:
-    """The phase's gradient steps per member [] int32 (dynamic in 'full' mode) and
-    step i -> (minibatch [B], weight [B]) of the data schedule, on a buffer of
-    ``size`` rows read by ``read`` (rows -> transitions)."""
-    num_steps = jnp.asarray(gradient_steps(config, size, sample_batches), jnp.int32)
-    if config.distill_data == 'full':
-      order = slice_order(key, size, replay.capacity, batch_size, epochs)  # [E, N]
-      num_slices = jnp.maximum(_num_slices(size, batch_size), 1)
-
-      def batch_at(i):
-        start = order[i // num_slices, i % num_slices] * batch_size
-        rows = start + jnp.arange(batch_size, dtype=jnp.int32)  # [B]
-        weight = (rows < size).astype(jnp.float32)  # [B]
-        return read(rows), weight
-    else:
-      def batch_at(i):
-        rows = replay.sample_indices(jax.random.fold_in(key, i), size, batch_size)
-        return read(rows), jnp.ones((batch_size,), jnp.float32)
-    return num_steps, batch_at
-
-  def student_losses(members: MemberState, teacher: jax.Array, batch: Transition,
-                     weight: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Eq. 1-2 of every member against member ``teacher``: ([K], [K])."""
-    losses = functools.partial(distillation_losses, sac)
-    return jax.vmap(losses, in_axes=(0, 0, None, None, None, None))(
-        members.actor_params, members.critic_params,
-        _take(members.actor_params, teacher), _take(members.critic_params, teacher),
-        batch, weight)
-
-  def distill(members: MemberState, teacher: jax.Array, trip_count: jax.Array,
-              batch_at: Callable[[jax.Array], tuple[Transition, jax.Array]],
-              lr: jax.Array, tau: jax.Array) -> MemberState:
-    """``trip_count`` Adam steps of Eq. 1-2 for every member, then the target step."""
-    optimizer = optax.adam(lr)
-    teacher_actor_params = _take(members.actor_params, teacher)
-    teacher_critic_params = _take(members.critic_params, teacher)
-
-    def loss_fn(actor_params, critic_params, batch, weight):
-      policy_kl, critic_mse = distillation_losses(
-          sac, actor_params, critic_params, teacher_actor_params, teacher_critic_params,
-          batch, weight)
-      return policy_kl + critic_mse
-
-    # The actor and the critics share no parameter: one gradient of the sum gives each
-    # network the gradient of its own loss.
-    grad_fn = jax.vmap(jax.grad(loss_fn, argnums=(0, 1)), in_axes=(0, 0, None, None))
-    init_opt = jax.vmap(optimizer.init)
-    update_opt = jax.vmap(optimizer.update)
-
-    def step(i, students: StudentState) -> StudentState:
-      batch, weight = batch_at(i)  # [B], [B]
-      actor_grads, critic_grads = grad_fn(
-          students.actor_params, students.critic_params, batch, weight)
-      actor_updates, actor_opt_state = update_opt(
-          actor_grads, students.actor_opt_state, students.actor_params)
-      critic_updates, critic_opt_state = update_opt(
-          critic_grads, students.critic_opt_state, students.critic_params)
-      return StudentState(
-          actor_params=optax.apply_updates(students.actor_params, actor_updates),
-          critic_params=optax.apply_updates(students.critic_params, critic_updates),
-          actor_opt_state=actor_opt_state,
-          critic_opt_state=critic_opt_state)
-
-    students = StudentState(
-        actor_params=members.actor_params,
-        critic_params=members.critic_params,
-        actor_opt_state=init_opt(members.actor_params),  # fresh per phase
-        critic_opt_state=init_opt(members.critic_params))
-    students = jax.lax.fori_loop(0, trip_count, step, students)
-    return members.replace(
-        actor_params=students.actor_params,
-        critic_params=students.critic_params,
-        target_critic_params=optax.incremental_update(
-            students.critic_params, members.target_critic_params, tau))
-
-  def hardcopy(members: MemberState, teacher: jax.Array) -> MemberState:
-    """Every member gets the teacher's actor, critics and their SAC optimiser states."""
-
-    def broadcast(tree):  # the teacher's leaves [...] repeated to [K, ...]
-      return jax.tree.map(lambda x: jnp.broadcast_to(x[teacher], x.shape), tree)
-
-    return members.replace(
-        actor_params=broadcast(members.actor_params),
-        critic_params=broadcast(members.critic_params),
-        actor_opt_state=broadcast(members.actor_opt_state),
-        critic_opt_state=broadcast(members.critic_opt_state))
-
-  def extra(members: MemberState, trip_count: jax.Array,
-            batch_at: Callable[[jax.Array], tuple[Transition, jax.Array]],
-            key: jax.Array, sac_scalars: Any) -> MemberState:
-    num_members = members.log_alpha.shape[0]
-    sac_step = (sac.update_actor_and_alpha if config.extra_updates == 'policy_alpha'
-                else sac.update)
-    member_step = jax.vmap(lambda m, b, k, w: sac_step(m, b, k, w, sac_scalars),
-                           in_axes=(0, None, 0, None))
-
-    def step(i, members: MemberState) -> MemberState:
-      batch, weight = batch_at(i)  # [B], [B]
-      keys = jax.random.split(jax.random.fold_in(key, i), num_members)  # [K]
-      return member_step(members, batch, keys, weight)[0]
-
-    return jax.lax.fori_loop(0, trip_count, step, members)
-
-  def phase(members: MemberState, replay_state: ReplayState,
-            ensemble_state: ensemble.EnsembleState, key: jax.Array,
-            scalars: PhaseScalars | None = None, sac_scalars: Any = None,
-            lane: jax.Array | None = None) -> tuple[MemberState, Metrics]:
-    scalars = default_scalars if scalars is None else scalars
-    sac_scalars = sac.default_scalars if sac_scalars is None else sac_scalars
-    num_members = ensemble_state.returns.shape[0]
-    if members.log_alpha.shape != (num_members,):
-      raise ValueError(f'members.log_alpha has shape {members.log_alpha.shape}; expected '
-                       f'({num_members},), one per member of the ensemble state')
-    if lane is None:
-      size, read = replay_state.size, functools.partial(replay.get, replay_state)
-    else:  # buffer ``lane`` of the stack, read in place
-      size = replay_state.size[lane]
-      read = functools.partial(replay.get_at, replay_state, lane)
-    key_teacher, key_probe, key_data, key_updates = jax.random.split(key, 4)
-    recent, _ = ensemble.recent_returns(ensemble_state)  # [K]
-    num_steps, batch_at = make_batches(size, read, key_data, scalars.sample_batches)
-    nan = jnp.full((), jnp.nan, jnp.float32)
-
-    if share == 'extra':
-      new_members = extra(members, num_steps, batch_at, key_updates, sac_scalars)
-      return new_members, {
-          'distill/teacher': jnp.full((), -1, jnp.int32),
-          'distill/skipped': jnp.zeros((), jnp.int32),
-          'distill/recent_returns': recent,
-          'distill/policy_kl_before': nan,
-          'distill/policy_kl_after': nan,
-          'distill/critic_mse_before': nan,
-          'distill/critic_mse_after': nan,
-          'distill/num_updates': num_steps,
-      }
-
-    teacher, skipped = elect_teacher(scalars.teacher, ensemble_state, key_teacher)
-    safe_teacher = jnp.maximum(teacher, 0)  # any valid index when skipped
-    is_student = jnp.arange(num_members) != teacher  # [K]
-    update = is_student & ~skipped  # [K]
-    if share == 'distill':
-      trip_count = jnp.where(skipped, 0, num_steps).astype(jnp.int32)
-      new_members = distill(members, safe_teacher, trip_count, batch_at, scalars.lr,
-                            sac_scalars.tau)
-    else:
-      trip_count = jnp.zeros((), jnp.int32)
-      new_members = hardcopy(members, safe_teacher)
-    # The teacher (and everyone, when skipped) comes out bit-identical.
-    new_members = _where_members(update, new_members, members)
-
-    probe = read(replay.sample_indices(key_probe, size, batch_size))  # [B]
-    probe_weight = jnp.ones((batch_size,), jnp.float32)
-    num_students = jnp.maximum(jnp.sum(is_student), 1)
-
-    def student_mean(x):  # [K] -> [], NaN when skipped
-      mean = jnp.sum(jnp.where(is_student, x, 0.0)) / num_students
-      return jnp.where(skipped, jnp.nan, mean)
-
-    kl_before, mse_before = student_losses(members, safe_teacher, probe, probe_weight)
-    kl_after, mse_after = student_losses(new_members, safe_teacher, probe, probe_weight)
-    return new_members, {
-        'distill/teacher': teacher,
-        'distill/skipped': skipped.astype(jnp.int32),
-        'distill/recent_returns': recent,
-        'distill/policy_kl_before': student_mean(kl_before),
-        'distill/policy_kl_after': student_mean(kl_after),
-        'distill/critic_mse_before': student_mean(mse_before),
-        'distill/critic_mse_after': student_mean(mse_after),
-        'distill/num_updates': trip_count,
-    }
-
-  return phase
+  return functools.partial(phase, kind_of(config), sac, replay)

@@ -6,7 +6,7 @@ return is recorded for that member; R_k, the member's recent performance statist
 is the mean of its last M recorded returns (M = ``Config.recent_episodes``). A member
 that has not finished an episode has no R_k.
 
-The functions are written for one seed; the trainer vmaps them over seeds [S].
+The functions are written for one lane; the trainer vmaps them over lanes [L].
 """
 
 from __future__ import annotations

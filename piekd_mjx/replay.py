@@ -7,8 +7,8 @@ reads contiguous slices of it (docs/ALGORITHM.md §3).
 Three pure functions over a ``ReplayState``, shaped like optax's
 GradientTransformation: ``init() -> state``, ``add(state, transitions) -> state``,
 ``sample(state, key, batch_size) -> Transition``, plus ``get(state, indices)``; and
-``add_at`` / ``sample_at``, the same over chosen seeds of a stack of buffers [S], which
-the trainer uses so that a batch of seeds reads and writes its buffers in place.
+``add_at`` / ``sample_at``, the same over chosen lanes of a stack of buffers [L], which
+the trainer uses so that a batch of lanes reads and writes its buffers in place.
 
 Layout: every field of a transition is flattened into ONE float32 row of width W, so
 the buffer is a single array ``data [C, W]`` and an insert of n rows is a single
@@ -33,7 +33,7 @@ import numpy as np
 
 @flax.struct.dataclass
 class ReplayState:
-  """The ring buffer of one seed (the caller stacks seeds on a leading [S] axis)."""
+  """The ring buffer of one lane (the caller stacks lanes on a leading [L] axis)."""
 
   data: jax.Array  # [C, W] float32, one flattened transition per row
   position: jax.Array  # [] int32, the row the next insert writes first
@@ -102,13 +102,13 @@ class Replay(NamedTuple):
       among the ``size`` stored rows (rows of zeros if the buffer is empty).
     get: (state, indices [...] int) -> transitions [..., ...] at those rows (indices
       are clipped to [0, C); rows past ``size`` hold zeros).
-    add_at: (states [S], seeds [b] int, transitions [b, ...]) -> states: ``add`` of
-      one transition to each buffer ``seeds[i]`` of a stack of S buffers, as one
-      in-place scatter into ``data [S, C, W]`` (the seeds distinct).
-    sample_at: (states [S], seeds [b], keys [b, J], batch_size) -> transitions
-      [b, J, B, ...]: ``sample(states[seeds[i]], keys[i, j], batch_size)`` for every
+    add_at: (states [L], lanes [b] int, transitions [b, ...]) -> states: ``add`` of
+      one transition to each buffer ``lanes[i]`` of a stack of L buffers, as one
+      in-place scatter into ``data [L, C, W]`` (the lanes distinct).
+    sample_at: (states [L], lanes [b], keys [b, J], batch_size) -> transitions
+      [b, J, B, ...]: ``sample(states[lanes[i]], keys[i, j], batch_size)`` for every
       i, j, as one gather from the stack.
-    get_at: (states [S], seed [], indices [...]) -> ``get(states[seed], indices)``,
+    get_at: (states [L], lane [], indices [...]) -> ``get(states[lane], indices)``,
       a gather from the stack (the buffer is not sliced).
     sample_indices: (key, size [], batch_size) -> the rows [B] int32 that ``sample``
       reads: uniform with replacement over [0, max(size, 1)).
@@ -171,34 +171,34 @@ def make_replay(capacity: int, example: Any) -> Replay:
         size=jnp.minimum(state.size + n, capacity).astype(jnp.int32),
     )
 
-  def add_at(states: ReplayState, seeds: jax.Array, transitions: Any) -> ReplayState:
-    rows = layout.flatten(transitions, seeds.shape)  # [b, W]
-    positions = states.position[seeds]  # [b]
-    data = states.data.at[seeds, positions].set(rows, mode='promise_in_bounds',
+  def add_at(states: ReplayState, lanes: jax.Array, transitions: Any) -> ReplayState:
+    rows = layout.flatten(transitions, lanes.shape)  # [b, W]
+    positions = states.position[lanes]  # [b]
+    data = states.data.at[lanes, positions].set(rows, mode='promise_in_bounds',
                                                 unique_indices=True)
     return ReplayState(
         data=data,
-        position=states.position.at[seeds].set((positions + 1) % capacity),
-        size=states.size.at[seeds].set(
-            jnp.minimum(states.size[seeds] + 1, capacity).astype(jnp.int32)))
+        position=states.position.at[lanes].set((positions + 1) % capacity),
+        size=states.size.at[lanes].set(
+            jnp.minimum(states.size[lanes] + 1, capacity).astype(jnp.int32)))
 
   def sample_indices(key: jax.Array, size: jax.Array, batch_size: int) -> jax.Array:
     return jax.random.randint(key, (batch_size,), 0, jnp.maximum(size, 1),
                               dtype=jnp.int32)  # [B]
 
-  def sample_at(states: ReplayState, seeds: jax.Array, keys: jax.Array,
+  def sample_at(states: ReplayState, lanes: jax.Array, keys: jax.Array,
                 batch_size: int) -> Any:
     draw = lambda key, size: sample_indices(key, size, batch_size)
-    rows_at = jax.vmap(jax.vmap(draw, in_axes=(0, None)))(keys, states.size[seeds])
-    rows = states.data.at[seeds[:, None, None], rows_at].get(mode='clip')  # [b, J, B, W]
+    rows_at = jax.vmap(jax.vmap(draw, in_axes=(0, None)))(keys, states.size[lanes])
+    rows = states.data.at[lanes[:, None, None], rows_at].get(mode='clip')  # [b, J, B, W]
     return layout.unflatten(rows)
 
   def get(state: ReplayState, indices: jax.Array) -> Any:
     rows = jnp.take(state.data, indices, axis=0, mode='clip')  # [..., W]
     return layout.unflatten(rows)
 
-  def get_at(states: ReplayState, seed: jax.Array, indices: jax.Array) -> Any:
-    rows = states.data.at[seed, indices].get(mode='clip')  # [..., W]
+  def get_at(states: ReplayState, lane: jax.Array, indices: jax.Array) -> Any:
+    rows = states.data.at[lane, indices].get(mode='clip')  # [..., W]
     return layout.unflatten(rows)
 
   def sample(state: ReplayState, key: jax.Array, batch_size: int) -> Any:

@@ -8,7 +8,7 @@ each minimised with Adam; the target critics follow by Polyak averaging after ev
 update.
 
 The math is written for one member and one unbatched minibatch; the caller vmaps
-``Sac.update`` over the ensemble axis [K] and the seed axis [S].
+``Sac.update`` over the ensemble axis [K] and the lane axis [L].
 
 Order of one update (that of the reference implementation, ChainerRL's
 ``SoftActorCritic.update``: ``update_q_func`` then ``update_policy_and_temperature``):
@@ -22,16 +22,19 @@ Order of one update (that of the reference implementation, ChainerRL's
      so the fixed point is the same.)
   4. target critics: optax.incremental_update(critics, target critics, tau).
 All three losses use the temperature from before the update. Step 1 is
-``Sac.update_critic`` and steps 2-3 are ``Sac.update_actor_and_alpha``; ``Sac.update``
-chains them and adds step 4 (the PIEKD *_extra variants run steps 2-3 alone).
+``update_critic`` and steps 2-3 are ``update_actor_and_alpha``; ``update`` chains them
+and adds step 4 (the PIEKD *_extra variants run steps 2-3 alone).
 
 The learning rates, discount, tau, initial temperature and target entropy are
-``Scalars``: data that every function takes (the config's by default), not constants of
-a compiled program, so runs that differ only in them train as lanes of one program.
+``Scalars``: data that every function takes, not constants of a compiled program, so
+runs that differ only in them train as lanes of one program. The functions are
+top-level and take SAC's static pieces (``Nets``) first; ``make_sac`` binds them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Any, Callable, NamedTuple
 
 import flax.struct
@@ -94,21 +97,31 @@ class MemberState:
   alpha_opt_state: optax.OptState  # Adam state, shaped like log_alpha []
 
 
-class Sac(NamedTuple):
-  """The pure functions (and static pieces) of SAC for one member.
+@dataclasses.dataclass(frozen=True)
+class Nets:
+  """SAC's static pieces for observations [O] and actions [A]: the flax modules and
+  the sizes, bound into every function below by ``make_sac``."""
 
-  Every function that reads a hyperparameter of ``Scalars`` takes them as its last,
-  optional argument ``scalars`` (None: ``default_scalars``, the config's).
+  actor: networks.Actor
+  critic: networks.TwinCritic
+  obs_size: int
+  action_size: int
+
+
+class Sac(NamedTuple):
+  """SAC's functions for one member with their ``Nets`` bound (``make_sac``).
+
+  Every function that reads a hyperparameter takes the lane's ``Scalars``.
 
   Attributes:
     init: (key, scalars) -> MemberState, fresh networks, temperature and optimiser
       states.
-    update: (state, batch [B], key, weight [B] | None, scalars) -> (state, metrics): one
+    update: (state, batch [B], key, scalars, weight [B] | None) -> (state, metrics): one
       SAC update, steps 1-4. ``weight`` (optional, 0/1 per row) turns every mean over
       the batch into a masked mean; None is the plain mean.
-    update_critic: (state, batch [B], key, weight, scalars) -> (state, metrics): step 1
+    update_critic: (state, batch [B], key, scalars, weight) -> (state, metrics): step 1
       alone, ``key`` being the critic key (a' of the target).
-    update_actor_and_alpha: (state, batch [B], key, weight, scalars) -> (state,
+    update_actor_and_alpha: (state, batch [B], key, scalars, weight) -> (state,
       metrics): steps 2-3 alone, against ``state.critic_params``, ``key`` being the
       actor key.
     td_target: (state, batch [B], key, scalars) -> y [B], the critics' regression
@@ -118,26 +131,34 @@ class Sac(NamedTuple):
     act: (actor_params, obs [..., O], key) -> action [..., A] in (-1, 1), stochastic.
     act_deterministic: (actor_params, obs [..., O]) -> tanh(mean) [..., A].
     q_values: (critic_params, obs [..., O], action [..., A]) -> Q [2, ...].
-    adam: learning rate -> the optax Adam of every member's network.
-    actor, critic: the flax modules.
+    nets: the static pieces.
     default_scalars: the config's ``Scalars``.
-    target_entropy: -target_entropy_scale * dim(A), the config's.
   """
 
-  init: Callable[[jax.Array], MemberState]
+  init: Callable[[jax.Array, Scalars], MemberState]
   update: Callable[..., tuple[MemberState, Metrics]]
   update_critic: Callable[..., tuple[MemberState, Metrics]]
   update_actor_and_alpha: Callable[..., tuple[MemberState, Metrics]]
-  td_target: Callable[[MemberState, Transition, jax.Array], jax.Array]
+  td_target: Callable[[MemberState, Transition, jax.Array, Scalars], jax.Array]
   policy: Callable[[Params, jax.Array], tuple[jax.Array, jax.Array]]
   act: Callable[[Params, jax.Array, jax.Array], jax.Array]
   act_deterministic: Callable[[Params, jax.Array], jax.Array]
   q_values: Callable[[Params, jax.Array, jax.Array], jax.Array]
-  adam: Callable[[jax.Array], optax.GradientTransformation]
-  actor: networks.Actor
-  critic: networks.TwinCritic
+  nets: Nets
   default_scalars: Scalars
-  target_entropy: float
+
+  @property
+  def actor(self) -> networks.Actor:
+    return self.nets.actor
+
+  @property
+  def critic(self) -> networks.TwinCritic:
+    return self.nets.critic
+
+
+# Adam's state does not depend on the learning rate: one init serves every lane.
+adam = optax.adam
+_init_optimizer = adam(1.0).init
 
 
 def _check_batch(batch: Transition, obs_size: int, action_size: int) -> None:
@@ -160,183 +181,169 @@ def _batch_mean(x: jax.Array, weight: jax.Array | None) -> jax.Array:
   return jnp.sum(x * weight, axis=-1) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
-def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
-  """Builds SAC's pure functions for observations [O] and actions [A].
+def policy(nets: Nets, actor_params: Params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The actor's mean and log-std [..., A] of ``obs`` [..., O]."""
+  return nets.actor.apply(actor_params, obs)
 
-  Args:
-    config: hyperparameters (hidden_sizes and log_std_min/max are constants of the
-      functions; *_lr, discount, tau, init_alpha and target_entropy_scale give
-      ``default_scalars``).
-    obs_size: O.
-    action_size: A.
 
-  Returns:
-    A ``Sac`` of pure, jit-able and vmap-able functions.
-  """
-  actor = networks.Actor(
-      action_size=action_size, hidden_sizes=tuple(config.hidden_sizes),
-      log_std_min=config.log_std_min, log_std_max=config.log_std_max,
-      initializer=config.network_init, output_scale=config.policy_output_scale)
-  critic = networks.TwinCritic(hidden_sizes=tuple(config.hidden_sizes),
-                               initializer=config.network_init)
-  default_scalars = scalars(config, action_size)
-  # Adam's state does not depend on the learning rate: one init serves every lane.
-  adam = optax.adam
-  init_optimizer = adam(1.0).init
+def act(nets: Nets, actor_params: Params, obs: jax.Array, key: jax.Array) -> jax.Array:
+  """A sampled action [..., A] in (-1, 1)."""
+  mean, log_std = nets.actor.apply(actor_params, obs)
+  return networks.sample_action(mean, log_std, key)[0]
 
-  def or_default(given: Scalars | None) -> Scalars:
-    return default_scalars if given is None else given
 
-  def policy(actor_params: Params, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return actor.apply(actor_params, obs)
+def act_deterministic(nets: Nets, actor_params: Params, obs: jax.Array) -> jax.Array:
+  """tanh(mean) [..., A], the action of evaluation."""
+  mean, _ = nets.actor.apply(actor_params, obs)
+  return networks.deterministic_action(mean)
 
-  def act(actor_params: Params, obs: jax.Array, key: jax.Array) -> jax.Array:
-    mean, log_std = actor.apply(actor_params, obs)
-    return networks.sample_action(mean, log_std, key)[0]
 
-  def act_deterministic(actor_params: Params, obs: jax.Array) -> jax.Array:
-    mean, _ = actor.apply(actor_params, obs)
-    return networks.deterministic_action(mean)
+def q_values(nets: Nets, critic_params: Params, obs: jax.Array,
+             action: jax.Array) -> jax.Array:
+  """The twin critics' Q [2, ...]."""
+  return nets.critic.apply(critic_params, obs, action)
 
-  def q_values(critic_params: Params, obs: jax.Array, action: jax.Array) -> jax.Array:
-    return critic.apply(critic_params, obs, action)
 
-  def init(key: jax.Array, scalars: Scalars | None = None) -> MemberState:
-    init_alpha = or_default(scalars).init_alpha
-    key_actor, key_critic = jax.random.split(key)
-    obs = jnp.zeros((obs_size,), jnp.float32)
-    action = jnp.zeros((action_size,), jnp.float32)
-    actor_params = actor.init(key_actor, obs)
-    critic_params = critic.init(key_critic, obs, action)
-    log_alpha = jnp.log(jnp.asarray(init_alpha, jnp.float32))
-    return MemberState(
-        actor_params=actor_params,
-        critic_params=critic_params,
-        target_critic_params=jax.tree.map(jnp.copy, critic_params),
-        log_alpha=log_alpha,
-        actor_opt_state=init_optimizer(actor_params),
-        critic_opt_state=init_optimizer(critic_params),
-        alpha_opt_state=init_optimizer(log_alpha),
-    )
-
-  def td_target(state: MemberState, batch: Transition, key: jax.Array,
-                scalars: Scalars | None = None) -> jax.Array:
-    discount = or_default(scalars).discount
-    alpha = jnp.exp(state.log_alpha)
-    mean, log_std = actor.apply(state.actor_params, batch.next_obs)  # [B, A]
-    next_action, next_log_prob = networks.sample_action(mean, log_std, key)  # [B, A], [B]
-    next_q = critic.apply(state.target_critic_params, batch.next_obs, next_action)  # [2, B]
-    next_v = jnp.min(next_q, axis=0) - alpha * next_log_prob  # [B]
-    y = batch.reward + discount * (1.0 - batch.termination) * next_v  # [B]
-    return jax.lax.stop_gradient(y)
-
-  def update_critic(state: MemberState, batch: Transition, key: jax.Array,
-                    weight: jax.Array | None = None, scalars: Scalars | None = None
-                    ) -> tuple[MemberState, Metrics]:
-    """Step 1: one Adam step of the twin critics towards the TD target.
-
-    ``key`` draws a' for the target exactly as ``td_target`` does; only critic_params
-    and critic_opt_state change.
-    """
-    _check_batch(batch, obs_size, action_size)
-    scalars = or_default(scalars)
-    y = td_target(state, batch, key, scalars)  # [B]
-
-    def critic_loss_fn(critic_params):
-      q = critic.apply(critic_params, batch.obs, batch.action)  # [2, B]
-      # Sum over the heads of 0.5 * MSE (ChainerRL: loss1 + loss2).
-      loss = jnp.sum(0.5 * _batch_mean(jnp.square(q - y), weight))
-      return loss, q
-
-    (critic_loss, q), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
-        state.critic_params)
-    critic_updates, critic_opt_state = adam(scalars.critic_lr).update(
-        critic_grads, state.critic_opt_state, state.critic_params)
-    critic_params = optax.apply_updates(state.critic_params, critic_updates)
-    new_state = state.replace(critic_params=critic_params,
-                              critic_opt_state=critic_opt_state)
-    q_mean = jnp.mean(q) if weight is None else _batch_mean(jnp.mean(q, axis=0), weight)
-    return new_state, {'sac/critic_loss': critic_loss, 'sac/q_mean': q_mean}
-
-  def update_actor_and_alpha(state: MemberState, batch: Transition, key: jax.Array,
-                             weight: jax.Array | None = None,
-                             scalars: Scalars | None = None
-                             ) -> tuple[MemberState, Metrics]:
-    """Steps 2-3: one Adam step of the actor against ``state.critic_params``, then one
-    of the temperature on that step's (pre-update) log-probabilities.
-
-    Both losses use the temperature of ``state``; only actor_params, log_alpha and
-    their optimiser states change. Only ``batch.obs`` is read.
-    """
-    _check_batch(batch, obs_size, action_size)
-    scalars = or_default(scalars)
-    target_entropy = scalars.target_entropy
-    alpha = jnp.exp(state.log_alpha)  # [], the temperature before this step
-
-    def actor_loss_fn(actor_params):
-      mean, log_std = actor.apply(actor_params, batch.obs)  # [B, A]
-      action, log_prob = networks.sample_action(mean, log_std, key)  # [B, A], [B]
-      min_q = jnp.min(critic.apply(state.critic_params, batch.obs, action), axis=0)  # [B]
-      return _batch_mean(alpha * log_prob - min_q, weight), log_prob
-
-    (actor_loss, log_prob), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
-        state.actor_params)
-    actor_updates, actor_opt_state = adam(scalars.actor_lr).update(
-        actor_grads, state.actor_opt_state, state.actor_params)
-    actor_params = optax.apply_updates(state.actor_params, actor_updates)
-
-    log_prob = jax.lax.stop_gradient(log_prob)  # [B]
-
-    def alpha_loss_fn(log_alpha):
-      return -_batch_mean(log_alpha * (log_prob + target_entropy), weight)
-
-    alpha_loss, alpha_grad = jax.value_and_grad(alpha_loss_fn)(state.log_alpha)
-    alpha_updates, alpha_opt_state = adam(scalars.alpha_lr).update(
-        alpha_grad, state.alpha_opt_state, state.log_alpha)
-    log_alpha = optax.apply_updates(state.log_alpha, alpha_updates)
-
-    new_state = state.replace(
-        actor_params=actor_params,
-        log_alpha=log_alpha,
-        actor_opt_state=actor_opt_state,
-        alpha_opt_state=alpha_opt_state,
-    )
-    metrics = {
-        'sac/actor_loss': actor_loss,
-        'sac/alpha_loss': alpha_loss,
-        'sac/alpha': alpha,
-        'sac/entropy': -_batch_mean(log_prob, weight),
-    }
-    return new_state, metrics
-
-  def update(state: MemberState, batch: Transition, key: jax.Array,
-             weight: jax.Array | None = None, scalars: Scalars | None = None
-             ) -> tuple[MemberState, Metrics]:
-    scalars = or_default(scalars)
-    key_critic, key_actor = jax.random.split(key)
-    # 1. Critics. 2-3. Actor against the critics just updated, then temperature; the
-    # critic step leaves log_alpha alone, so all three use the temperature from before.
-    state, critic_metrics = update_critic(state, batch, key_critic, weight, scalars)
-    state, actor_metrics = update_actor_and_alpha(state, batch, key_actor, weight, scalars)
-    # 4. Target critics.
-    target_critic_params = optax.incremental_update(
-        state.critic_params, state.target_critic_params, scalars.tau)
-    return (state.replace(target_critic_params=target_critic_params),
-            {**critic_metrics, **actor_metrics})
-
-  return Sac(
-      init=init,
-      update=update,
-      update_critic=update_critic,
-      update_actor_and_alpha=update_actor_and_alpha,
-      td_target=td_target,
-      policy=policy,
-      act=act,
-      act_deterministic=act_deterministic,
-      q_values=q_values,
-      adam=adam,
-      actor=actor,
-      critic=critic,
-      default_scalars=default_scalars,
-      target_entropy=config.target_entropy(action_size),
+def init(nets: Nets, key: jax.Array, scalars_: Scalars) -> MemberState:
+  """Fresh networks, the initial temperature and Adam states of one member."""
+  key_actor, key_critic = jax.random.split(key)
+  obs = jnp.zeros((nets.obs_size,), jnp.float32)
+  action = jnp.zeros((nets.action_size,), jnp.float32)
+  actor_params = nets.actor.init(key_actor, obs)
+  critic_params = nets.critic.init(key_critic, obs, action)
+  log_alpha = jnp.log(jnp.asarray(scalars_.init_alpha, jnp.float32))
+  return MemberState(
+      actor_params=actor_params,
+      critic_params=critic_params,
+      target_critic_params=jax.tree.map(jnp.copy, critic_params),
+      log_alpha=log_alpha,
+      actor_opt_state=_init_optimizer(actor_params),
+      critic_opt_state=_init_optimizer(critic_params),
+      alpha_opt_state=_init_optimizer(log_alpha),
   )
+
+
+def td_target(nets: Nets, state: MemberState, batch: Transition, key: jax.Array,
+              scalars_: Scalars) -> jax.Array:
+  """y [B] = r + gamma (1 - termination) (min_j Q'_j(s', a') - alpha log pi(a'|s')),
+  a' drawn with ``key``, under stop_gradient."""
+  alpha = jnp.exp(state.log_alpha)
+  mean, log_std = nets.actor.apply(state.actor_params, batch.next_obs)  # [B, A]
+  next_action, next_log_prob = networks.sample_action(mean, log_std, key)  # [B, A], [B]
+  next_q = nets.critic.apply(state.target_critic_params, batch.next_obs, next_action)
+  next_v = jnp.min(next_q, axis=0) - alpha * next_log_prob  # [B]
+  y = batch.reward + scalars_.discount * (1.0 - batch.termination) * next_v  # [B]
+  return jax.lax.stop_gradient(y)
+
+
+def update_critic(nets: Nets, state: MemberState, batch: Transition, key: jax.Array,
+                  scalars_: Scalars, weight: jax.Array | None = None
+                  ) -> tuple[MemberState, Metrics]:
+  """Step 1: one Adam step of the twin critics towards the TD target.
+
+  ``key`` draws a' for the target exactly as ``td_target`` does; only critic_params
+  and critic_opt_state change.
+  """
+  _check_batch(batch, nets.obs_size, nets.action_size)
+  y = td_target(nets, state, batch, key, scalars_)  # [B]
+
+  def critic_loss_fn(critic_params):
+    q = nets.critic.apply(critic_params, batch.obs, batch.action)  # [2, B]
+    # Sum over the heads of 0.5 * MSE (ChainerRL: loss1 + loss2).
+    loss = jnp.sum(0.5 * _batch_mean(jnp.square(q - y), weight))
+    return loss, q
+
+  (critic_loss, q), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
+      state.critic_params)
+  critic_updates, critic_opt_state = adam(scalars_.critic_lr).update(
+      critic_grads, state.critic_opt_state, state.critic_params)
+  critic_params = optax.apply_updates(state.critic_params, critic_updates)
+  new_state = state.replace(critic_params=critic_params, critic_opt_state=critic_opt_state)
+  q_mean = jnp.mean(q) if weight is None else _batch_mean(jnp.mean(q, axis=0), weight)
+  return new_state, {'sac/critic_loss': critic_loss, 'sac/q_mean': q_mean}
+
+
+def update_actor_and_alpha(nets: Nets, state: MemberState, batch: Transition,
+                           key: jax.Array, scalars_: Scalars,
+                           weight: jax.Array | None = None) -> tuple[MemberState, Metrics]:
+  """Steps 2-3: one Adam step of the actor against ``state.critic_params``, then one
+  of the temperature on that step's (pre-update) log-probabilities.
+
+  Both losses use the temperature of ``state``; only actor_params, log_alpha and
+  their optimiser states change. Only ``batch.obs`` is read.
+  """
+  _check_batch(batch, nets.obs_size, nets.action_size)
+  alpha = jnp.exp(state.log_alpha)  # [], the temperature before this step
+
+  def actor_loss_fn(actor_params):
+    mean, log_std = nets.actor.apply(actor_params, batch.obs)  # [B, A]
+    action, log_prob = networks.sample_action(mean, log_std, key)  # [B, A], [B]
+    min_q = jnp.min(nets.critic.apply(state.critic_params, batch.obs, action), axis=0)
+    return _batch_mean(alpha * log_prob - min_q, weight), log_prob
+
+  (actor_loss, log_prob), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
+      state.actor_params)
+  actor_updates, actor_opt_state = adam(scalars_.actor_lr).update(
+      actor_grads, state.actor_opt_state, state.actor_params)
+  actor_params = optax.apply_updates(state.actor_params, actor_updates)
+
+  log_prob = jax.lax.stop_gradient(log_prob)  # [B]
+
+  def alpha_loss_fn(log_alpha):
+    return -_batch_mean(log_alpha * (log_prob + scalars_.target_entropy), weight)
+
+  alpha_loss, alpha_grad = jax.value_and_grad(alpha_loss_fn)(state.log_alpha)
+  alpha_updates, alpha_opt_state = adam(scalars_.alpha_lr).update(
+      alpha_grad, state.alpha_opt_state, state.log_alpha)
+  log_alpha = optax.apply_updates(state.log_alpha, alpha_updates)
+
+  new_state = state.replace(
+      actor_params=actor_params,
+      log_alpha=log_alpha,
+      actor_opt_state=actor_opt_state,
+      alpha_opt_state=alpha_opt_state,
+  )
+  metrics = {
+      'sac/actor_loss': actor_loss,
+      'sac/alpha_loss': alpha_loss,
+      'sac/alpha': alpha,
+      'sac/entropy': -_batch_mean(log_prob, weight),
+  }
+  return new_state, metrics
+
+
+def update(nets: Nets, state: MemberState, batch: Transition, key: jax.Array,
+           scalars_: Scalars, weight: jax.Array | None = None
+           ) -> tuple[MemberState, Metrics]:
+  """One SAC update, steps 1-4 (the module's docstring)."""
+  key_critic, key_actor = jax.random.split(key)
+  # 1. Critics. 2-3. Actor against the critics just updated, then temperature; the
+  # critic step leaves log_alpha alone, so all three use the temperature from before.
+  state, critic_metrics = update_critic(nets, state, batch, key_critic, scalars_, weight)
+  state, actor_metrics = update_actor_and_alpha(nets, state, batch, key_actor, scalars_,
+                                                weight)
+  # 4. Target critics.
+  target_critic_params = optax.incremental_update(
+      state.critic_params, state.target_critic_params, scalars_.tau)
+  return (state.replace(target_critic_params=target_critic_params),
+          {**critic_metrics, **actor_metrics})
+
+
+def make_sac(config: Config, obs_size: int, action_size: int) -> Sac:
+  """SAC's functions for observations [O] and actions [A], with ``config``'s networks
+  (hidden_sizes, log_std bounds, initialiser and output scale) bound; the config's
+  other hyperparameters are its ``default_scalars``."""
+  nets = Nets(
+      actor=networks.Actor(
+          action_size=action_size, hidden_sizes=tuple(config.hidden_sizes),
+          log_std_min=config.log_std_min, log_std_max=config.log_std_max,
+          initializer=config.network_init, output_scale=config.policy_output_scale),
+      critic=networks.TwinCritic(hidden_sizes=tuple(config.hidden_sizes),
+                                 initializer=config.network_init),
+      obs_size=obs_size, action_size=action_size)
+  bind = lambda fn: functools.partial(fn, nets)
+  return Sac(init=bind(init), update=bind(update), update_critic=bind(update_critic),
+             update_actor_and_alpha=bind(update_actor_and_alpha),
+             td_target=bind(td_target), policy=bind(policy), act=bind(act),
+             act_deterministic=bind(act_deterministic), q_values=bind(q_values),
+             nets=nets, default_scalars=scalars(config, action_size))

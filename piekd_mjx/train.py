@@ -352,7 +352,7 @@ def lane_update(parts: Parts, members: sac_lib.MemberState, batches: sac_lib.Tra
                 ) -> tuple[sac_lib.MemberState, Metrics]:
   """One SAC update of every member of one lane, on its own minibatch [K, B] with its
   key [K]; metrics [K]."""
-  update = lambda m, b, k: parts.sac.update(m, b, k, None, settings.sac)
+  update = lambda m, b, k: parts.sac.update(m, b, k, settings.sac)
   return lanes_lib.over_lanes(update, parts.num_members)(members, batches, keys)
 
 

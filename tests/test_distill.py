@@ -65,7 +65,8 @@ def _members(seed=0) -> sac_lib.MemberState:
 @jax.jit
 def _init(key) -> sac_lib.MemberState:
   # One member at a time: the vmapped init takes three times as long to compile.
-  return sac_lib.make_sac(CONFIG, OBS, ACT).init(key)
+  s = sac_lib.make_sac(CONFIG, OBS, ACT)
+  return s.init(key, s.default_scalars)
 
 
 @jax.jit
@@ -100,8 +101,12 @@ TEACHER_1 = ([1.0, 2.0], [4.0, 6.0, 8.0], [5.0])  # R = [1.5, 6, 5] -> k_t = 1
 
 @functools.lru_cache(maxsize=None)
 def _phase(config: Config):
+  """The jitted phase of ``config`` with its own scalars: (members, replay_state,
+  ensemble_state, key) -> (members, metrics)."""
   s = sac_lib.make_sac(config, OBS, ACT)
-  return jax.jit(distill.make_phase(config, s, _replay()))
+  phase = distill.make_phase(config, s, _replay())
+  scalars = distill.phase_scalars(config)
+  return jax.jit(lambda m, r, e, k: phase(m, r, e, k, scalars, s.default_scalars))
 
 
 def _leaves_equal(a, b) -> bool:
@@ -401,9 +406,8 @@ def test_phase_vmaps_over_seeds():
   states = [_ensemble_state(TEACHER_1), _ensemble_state(([9.0], [], [2.0]))]
   ensemble_states = jax.tree.map(lambda *x: jnp.stack(x), *states)
   keys = jax.random.split(jax.random.key(0), num_seeds)
-  out, metrics = jax.jit(jax.vmap(distill.make_phase(
-      CONFIG, sac_lib.make_sac(CONFIG, OBS, ACT), _replay())))(
-          members, replay_states, ensemble_states, keys)
+  out, metrics = jax.jit(jax.vmap(_phase(CONFIG)))(members, replay_states, ensemble_states,
+                                                   keys)
   assert out.log_alpha.shape == (num_seeds, K)
   assert metrics['distill/recent_returns'].shape == (num_seeds, K)
   np.testing.assert_array_equal(metrics['distill/teacher'], [1, 0])

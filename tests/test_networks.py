@@ -33,7 +33,8 @@ def _layers(params: dict) -> list[tuple[np.ndarray, np.ndarray]]:
 def _member(env: str, **changes):
   obs, act = SHAPES[env]
   config = dataclasses.replace(Config(), **changes)
-  state = sac.make_sac(config, obs, act).init(jax.random.key(7))
+  s = sac.make_sac(config, obs, act)
+  state = s.init(jax.random.key(7), s.default_scalars)
   actor = _layers(state.actor_params['params'])
   heads = state.critic_params['params']['heads']
   critics = [_layers(jax.tree.map(lambda x, h=h: x[h], heads)) for h in range(2)]

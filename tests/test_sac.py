@@ -68,7 +68,7 @@ def test_deterministic_action_is_tanh_of_mean():
 def test_network_shapes_and_log_std_clip():
   s = sac.make_sac(dataclasses.replace(CONFIG, log_std_min=-0.01, log_std_max=0.01),
                    OBS, ACT)
-  state = s.init(jax.random.key(0))
+  state = s.init(jax.random.key(0), s.default_scalars)
   batch = _batch(jax.random.key(1))
   mean, log_std = s.policy(state.actor_params, 100.0 * batch.obs)
   assert mean.shape == log_std.shape == (BATCH, ACT)
@@ -84,7 +84,7 @@ def test_network_shapes_and_log_std_clip():
 
 def test_init_same_seed_same_state_different_seed_differs():
   s = sac.make_sac(CONFIG, OBS, ACT)
-  a, b, c = (s.init(jax.random.key(k)) for k in (0, 0, 1))
+  a, b, c = (s.init(jax.random.key(k), s.default_scalars) for k in (0, 0, 1))
   jax.tree.map(np.testing.assert_array_equal, a, b)
   assert not np.allclose(a.actor_params['params']['MLP_0']['dense_0']['kernel'],
                          c.actor_params['params']['MLP_0']['dense_0']['kernel'])
@@ -97,10 +97,10 @@ def test_init_same_seed_same_state_different_seed_differs():
 
 def test_update_jit_and_eager_agree():
   s = sac.make_sac(CONFIG, OBS, ACT)
-  state = s.init(jax.random.key(0))
+  state = s.init(jax.random.key(0), s.default_scalars)
   batch, key = _batch(jax.random.key(1)), jax.random.key(2)
-  eager = s.update(state, batch, key)
-  jitted = jax.jit(s.update)(state, batch, key)
+  eager = s.update(state, batch, key, s.default_scalars)
+  jitted = jax.jit(s.update)(state, batch, key, s.default_scalars)
   _assert_trees_close(eager, jitted)
   assert set(eager[1]) == {'sac/critic_loss', 'sac/actor_loss', 'sac/alpha_loss',
                            'sac/alpha', 'sac/entropy', 'sac/q_mean'}
@@ -108,28 +108,29 @@ def test_update_jit_and_eager_agree():
 
 def test_update_checks_ranks():
   s = sac.make_sac(CONFIG, OBS, ACT)
-  state = s.init(jax.random.key(0))
+  state = s.init(jax.random.key(0), s.default_scalars)
   batch = _batch(jax.random.key(1)).replace(reward=jnp.zeros((BATCH, 1)))
   with pytest.raises(ValueError, match='reward'):
-    s.update(state, batch, jax.random.key(2))
+    s.update(state, batch, jax.random.key(2), s.default_scalars)
 
 
 def test_target_uses_termination_not_truncation():
   s = sac.make_sac(CONFIG, OBS, ACT)
-  state = s.init(jax.random.key(0))
+  state = s.init(jax.random.key(0), s.default_scalars)
   base = _batch(jax.random.key(1))
   ones = jnp.ones((BATCH,))
   terminated = base.replace(termination=ones)
   truncated = base.replace(truncation=ones)
   key = jax.random.key(2)
   td_target = jax.jit(s.td_target)
-  y_base, y_term, y_trunc = (td_target(state, b, key) for b in (base, terminated, truncated))
+  y_base, y_term, y_trunc = (td_target(state, b, key, s.default_scalars)
+                             for b in (base, terminated, truncated))
   np.testing.assert_array_equal(y_term, base.reward)  # no bootstrap after termination
   np.testing.assert_array_equal(y_trunc, y_base)  # truncation bootstraps
   assert not np.allclose(y_base, base.reward)
   # The same holds for the loss the update minimises.
   update = jax.jit(s.update)
-  loss = {name: float(update(state, b, key)[1]['sac/critic_loss'])
+  loss = {name: float(update(state, b, key, s.default_scalars)[1]['sac/critic_loss'])
           for name, b in (('base', base), ('term', terminated), ('trunc', truncated))}
   assert loss['trunc'] == loss['base']
   assert loss['term'] != loss['base']
@@ -139,13 +140,14 @@ def test_vmapped_members_equal_a_python_loop():
   num_members = 3
   s = sac.make_sac(CONFIG, OBS, ACT)
   keys = jax.random.split(jax.random.key(0), 3 * num_members).reshape(3, num_members)
-  states = jax.vmap(s.init)(keys[0])  # leaves [K, ...]
+  states = jax.vmap(s.init, in_axes=(0, None))(keys[0], s.default_scalars)  # [K, ...]
   batches = jax.vmap(_batch)(keys[1])  # [K, B, ...]
   update = jax.jit(s.update)
-  vmapped = jax.jit(jax.vmap(s.update))(states, batches, keys[2])
+  vmapped = jax.jit(jax.vmap(s.update, in_axes=(0, 0, 0, None)))(
+      states, batches, keys[2], s.default_scalars)
   for k in range(num_members):
     member = jax.tree.map(lambda x: x[k], (states, batches, keys[2]))
-    looped = update(*member)
+    looped = update(*member, s.default_scalars)
     _assert_trees_close(jax.tree.map(lambda x: x[k], vmapped), looped)
   # Independently initialised members.
   kernels = states.actor_params['params']['MLP_0']['dense_0']['kernel']  # [K, O, H]
@@ -155,8 +157,9 @@ def test_vmapped_members_equal_a_python_loop():
 def test_target_critic_moves_by_tau():
   config = dataclasses.replace(CONFIG, tau=0.1)
   s = sac.make_sac(config, OBS, ACT)
-  state = s.init(jax.random.key(0))
-  new_state, _ = jax.jit(s.update)(state, _batch(jax.random.key(1)), jax.random.key(2))
+  state = s.init(jax.random.key(0), s.default_scalars)
+  new_state, _ = jax.jit(s.update)(state, _batch(jax.random.key(1)), jax.random.key(2),
+                                   s.default_scalars)
   expected = optax.incremental_update(
       new_state.critic_params, state.target_critic_params, config.tau)
   _assert_trees_close(new_state.target_critic_params, expected, rtol=1e-6, atol=1e-7)
@@ -171,11 +174,12 @@ def test_alpha_moves_towards_the_target_entropy(scale, direction):
   # scale -5: target +10, above any entropy on (-1, 1)^2 -> alpha increases.
   config = dataclasses.replace(CONFIG, target_entropy_scale=scale)
   s = sac.make_sac(config, OBS, ACT)
-  state = s.init(jax.random.key(0))
+  state = s.init(jax.random.key(0), s.default_scalars)
   new_state, metrics = jax.jit(s.update)(state, _batch(jax.random.key(1)),
-                                         jax.random.key(2))
-  assert s.target_entropy == -scale * ACT
-  assert np.sign(float(metrics['sac/entropy']) - s.target_entropy) == -direction
+                                         jax.random.key(2), s.default_scalars)
+  target_entropy = float(s.default_scalars.target_entropy)
+  assert target_entropy == -scale * ACT
+  assert np.sign(float(metrics['sac/entropy']) - target_entropy) == -direction
   assert np.sign(float(new_state.log_alpha - state.log_alpha)) == direction
 
 
@@ -193,9 +197,9 @@ def test_repeated_updates_fit_the_critic():
   @jax.jit
   def fit(state):
     def step(state, key):
-      state, metrics = s.update(state, batch, key)
+      state, metrics = s.update(state, batch, key, s.default_scalars)
       return state, metrics['sac/critic_loss']
     return jax.lax.scan(step, state, jax.random.split(jax.random.key(1), 200))[1]
 
-  losses = fit(s.init(key_init))  # [200]
+  losses = fit(s.init(key_init, s.default_scalars))  # [200]
   assert float(losses[-1]) < 0.2 * float(losses[0])
