@@ -1,4 +1,4 @@
-"""The periodic knowledge-sharing phase of one seed: teacher election and intra-ensemble
+"""The periodic knowledge-sharing phase of one lane: teacher election and intra-ensemble
 knowledge distillation (paper §4.4, Eq. 1-2; docs/ALGORITHM.md §3-4).
 
 A phase takes the stacked member state (leaves [K, ...]) of ONE seed, the shared replay

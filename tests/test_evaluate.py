@@ -70,7 +70,8 @@ def _sac() -> sac_lib.Sac:
 def _actor_params(seed=0):
   """Independently initialised actors [S, K, ...]."""
   keys = jax.random.split(jax.random.key(seed), S * K)
-  params = jax.jit(jax.vmap(_sac().init))(keys).actor_params
+  sac = _sac()
+  params = jax.jit(jax.vmap(lambda k: sac.init(k, sac.default_scalars)))(keys).actor_params
   return jax.tree.map(lambda x: x.reshape((S, K) + x.shape[1:]), params)
 
 

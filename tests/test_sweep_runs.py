@@ -223,11 +223,14 @@ def alive(pid):
     return False
 
 
-def test_a_parallel_sweep_killed_stopped_and_run_again_ends_with_the_same_metrics(
-    two_at_once, tmp_path, killable_cache):
+@pytest.mark.parametrize('stop_with_sigterm', [
+    False, pytest.param(True, marks=pytest.mark.slow)])
+def test_a_parallel_sweep_killed_and_run_again_ends_with_the_same_metrics(
+    two_at_once, tmp_path, killable_cache, stop_with_sigterm):
   # --parallel_groups=2 trains the two runs at once, each in a child process. SIGKILL to
-  # the parent takes its children with it; SIGTERM reaches them through it, and they
-  # stop at a checkpoint; run again, each run's records are those of the sweeps above.
+  # the parent takes its children with it; (under -m slow) SIGTERM reaches them through
+  # it, and they stop at a checkpoint; run again, each run's records are those of the
+  # sweeps above.
   reference, _ = two_at_once
   root = tmp_path / 'root'
   process = subprocess.Popen(sweep_command(root, '--parallel_groups=2', killable_cache),
@@ -244,6 +247,22 @@ def test_a_parallel_sweep_killed_stopped_and_run_again_ends_with_the_same_metric
     time.sleep(0.1)
   assert not any(alive(pid) for pid in children)
   assert num_records(root, 0) < 6 or num_records(root, 1) < 6
+  if stop_with_sigterm:
+    _stop_parallel_with_sigterm(root)
+  result = subprocess.run(sweep_command(root, '--parallel_groups=2'), cwd=REPO,
+                          capture_output=True, text=True, timeout=900, check=False)
+  assert result.returncode == 0, result.stderr
+  assert '2 groups at a time, each in a process of its own' in result.stdout
+  for ours, theirs in zip(run_dirs(root), run_dirs(reference)):
+    assert comparable(ours) == comparable(theirs)
+    assert os.listdir(os.path.join(ours, 'checkpoints')) == ['3000']
+  # Every line of a child names its group.
+  started = [l for l in result.stdout.splitlines() if ': partial, inverted_pendulum ' in l]
+  assert {l[:6] for l in started} <= {'[1/2] ', '[2/2] '} and started, result.stdout
+
+
+def _stop_parallel_with_sigterm(root):
+  """A parallel sweep on ``root`` stopped by SIGTERM once its runs moved on."""
   process = subprocess.Popen(sweep_command(root, '--parallel_groups=2'), cwd=REPO, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   steps = [len(records(d)) for d in run_dirs(root)]
@@ -253,12 +272,3 @@ def test_a_parallel_sweep_killed_stopped_and_run_again_ends_with_the_same_metric
   assert process.returncode == 128 + signal.SIGTERM, err
   assert '2 groups at a time, each in a process of its own' in out
   assert err.splitlines()[-1].endswith('run the same sweep command again to go on'), err
-  result = subprocess.run(sweep_command(root, '--parallel_groups=2'), cwd=REPO,
-                          capture_output=True, text=True, timeout=900, check=False)
-  assert result.returncode == 0, result.stderr
-  for ours, theirs in zip(run_dirs(root), run_dirs(reference)):
-    assert comparable(ours) == comparable(theirs)
-    assert os.listdir(os.path.join(ours, 'checkpoints')) == ['3000']
-  # Every line of a child names its group.
-  started = [l for l in result.stdout.splitlines() if ': partial, inverted_pendulum ' in l]
-  assert {l[:6] for l in started} <= {'[1/2] ', '[2/2] '} and started, result.stdout
