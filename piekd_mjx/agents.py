@@ -45,12 +45,10 @@ def best_agent(arm: str, run_dir: str) -> Agent | None:
     checkpoints, _ = policy.checkpoints_and_lane(run_dir, rundir.read_config(run_dir), 0)
   except (OSError, ValueError, TypeError):
     return None
-  steps = sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit()) \
-      if os.path.isdir(checkpoints) else []
+  steps = rundir.checkpoint_steps(checkpoints)
   if not steps:
     return None
-  record = next((r for r in rundir.records(run_dir)
-                 if r['step'] == steps[-1] and 'eval/returns' in r), None)
+  record = rundir.evaluation_record(run_dir, steps[-1])
   if record is None:
     return None
   returns = np.array([[np.nan if v is None else v for v in seed]

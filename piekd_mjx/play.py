@@ -149,14 +149,15 @@ def play_mjx(policy: policy_lib.Policy, episodes: int, seed: int) -> np.ndarray:
   return np.asarray(run(params, jax.random.key(seed)))[0, 0].astype(np.float64)
 
 
-def mjx_trajectory(policy: policy_lib.Policy, seed: int) -> tuple[Any, float]:
-  """One MJX episode of ``policy`` from ``jax.random.key(seed)``, stepped one action at a
-  time: its bodies' world poses [T, nbody - 1] (brax's ``Transform``, the world body
-  left out, as brax's viewer reads them) and its return."""
+def mjx_trajectory(task: Any, policy: policy_lib.Policy, seed: int) -> tuple[Any, float]:
+  """One episode of ``policy`` on the MJX ``task`` from ``jax.random.key(seed)``, stepped
+  one action at a time (scaled as evaluation scales it): its bodies' world poses
+  [T, nbody - 1] (brax's ``Transform``, the world body left out, as brax's viewer reads
+  them) and its return."""
   import jax  # pylint: disable=g-import-not-at-top
   from brax import base  # pylint: disable=g-import-not-at-top
-  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
-  task = envs.make(policy.env)
+  from piekd_mjx.envs.wrappers import TrainingWrapper  # pylint: disable=g-import-not-at-top
+  scale_action = TrainingWrapper(task, EPISODE_LENGTH).scale_action
   state = task.reset(jax.random.key(seed))
   poses, total = [], 0.0
 
@@ -165,9 +166,7 @@ def mjx_trajectory(policy: policy_lib.Policy, seed: int) -> tuple[Any, float]:
 
   poses.append(pose(state.pipeline_state))
   for _ in range(EPISODE_LENGTH):
-    action = task.action_low + (policy(state.obs) + 1.0) * 0.5 * (
-        task.action_high - task.action_low)
-    state = task.step(state, action)
+    state = task.step(state, scale_action(policy(state.obs)))
     total += float(state.reward)
     poses.append(pose(state.pipeline_state))
     if state.done:
@@ -182,10 +181,11 @@ def write_html(path: str, policy: policy_lib.Policy, seed: int) -> float:
   import warnings  # pylint: disable=g-import-not-at-top
   from brax.io import html, mjcf  # pylint: disable=g-import-not-at-top
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  task = envs.make(policy.env)
   with warnings.catch_warnings():
     warnings.filterwarnings('ignore', message='Brax System', category=UserWarning)
-    system = mjcf.load_model(envs.make(policy.env).mj_model)
-  poses, total = mjx_trajectory(policy, seed)
+    system = mjcf.load_model(task.mj_model)
+  poses, total = mjx_trajectory(task, policy, seed)
   text = html.render(system, [types.SimpleNamespace(x=x) for x in poses])
   with open(f'{path}.tmp', 'w', encoding='utf-8') as f:
     f.write(text)

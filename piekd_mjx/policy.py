@@ -96,8 +96,7 @@ def load(source: str, seed: int = 0, member: int | str = 'best',
     return _read_file(source)
   config = _run_config(source)
   checkpoints, lane = checkpoints_and_lane(source, config, seed)
-  steps = sorted(int(n) for n in os.listdir(checkpoints) if n.isdigit()) \
-      if os.path.isdir(checkpoints) else []
+  steps = rundir.checkpoint_steps(checkpoints)
   if not steps:
     raise PolicyError(f'{source!r} holds no checkpoint')
   if step is None:
@@ -178,8 +177,7 @@ def _member(run_dir: str, config: config_lib.Config, seed: int, member: int | st
       raise PolicyError(f'member={index} is not a member of {run_dir!r} (it has members 0 '
                         f'to {config.ensemble_size - 1})')
     return index
-  record = next((r for r in rundir.records(run_dir)
-                 if r['step'] == step and 'eval/returns' in r), None)
+  record = rundir.evaluation_record(run_dir, step)
   if record is None:
     raise PolicyError(f"member='best' needs the evaluation record of step {step}, which "
                       f'{run_dir!r} does not hold; name a member index')

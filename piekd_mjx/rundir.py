@@ -67,6 +67,19 @@ def record_steps(run_dir: str) -> list[int]:
   return [record['step'] for record in records(run_dir)]
 
 
+def evaluation_record(run_dir: str, step: int) -> dict | None:
+  """The record of ``run_dir``'s evaluation at ``step`` (with 'eval/returns'), or None."""
+  return next((r for r in records(run_dir) if r['step'] == step and 'eval/returns' in r),
+              None)
+
+
+def checkpoint_steps(checkpoints: str) -> list[int]:
+  """The steps of the checkpoints in the directory ``checkpoints``, oldest first (none
+  where it does not exist)."""
+  names = os.listdir(checkpoints) if os.path.isdir(checkpoints) else []
+  return sorted(int(n) for n in names if n.isdigit())
+
+
 # The keys of a run's config.json: Config's fields, and those of older versions.
 _CONFIG_KEYS = frozenset(f.name for f in dataclasses.fields(config_lib.Config)) | {
     'first_distill_step'}

@@ -147,14 +147,6 @@ class Sac(NamedTuple):
   nets: Nets
   default_scalars: Scalars
 
-  @property
-  def actor(self) -> networks.Actor:
-    return self.nets.actor
-
-  @property
-  def critic(self) -> networks.TwinCritic:
-    return self.nets.critic
-
 
 # Adam's state does not depend on the learning rate: one init serves every lane.
 adam = optax.adam

@@ -499,9 +499,7 @@ def group_name(configs: Sequence[Config]) -> str:
 
 def _checkpoint_steps(directory: str) -> list[int]:
   """The steps of the checkpoints in ``directory``'s ``checkpoints/``, oldest first."""
-  checkpoints = os.path.join(directory, rundir.CHECKPOINTS)
-  names = os.listdir(checkpoints) if os.path.isdir(checkpoints) else []
-  return sorted(int(n) for n in names if n.isdigit())
+  return rundir.checkpoint_steps(os.path.join(directory, rundir.CHECKPOINTS))
 
 
 def _has_checkpoint(directory: str) -> bool:
@@ -816,10 +814,12 @@ def main(argv: list[str]) -> None:
     sys.stdout = open(os.devnull, 'w', encoding='utf-8')  # the primary prints
   programs = Programs()
   from piekd_mjx import sharding  # pylint: disable=g-import-not-at-top
+  # A run must fit the memory its process has: all of it, or its share with N at once.
+  available = None if parallel == 1 else memory_share(available_memory(), parallel)
   try:
     for status in listed:
       if status.state in ('new', 'partial'):
-        check_memory(status.config, programs.bytes_per_transition(status.config))
+        check_memory(status.config, programs.bytes_per_transition(status.config), available)
         sharding.check_run(status.config.num_devices, status.config.num_seeds)
   except (UsageError, ValueError) as e:
     _fail(f'{os.path.basename(status.run_dir)}: {e}')
@@ -829,14 +829,7 @@ def main(argv: list[str]) -> None:
   free, where = available_memory()
   free = processes.smallest(free // 2**20) * 2**20  # one plan for every process
   if parallel > 1:  # each group plans with its process's share
-    free, where = free // parallel, f'a 1/{parallel} share (--parallel_groups) of {where}'
-    try:
-      for status in listed:
-        if status.state in ('new', 'partial'):
-          check_memory(status.config, programs.bytes_per_transition(status.config),
-                       (free, where))
-    except UsageError as e:
-      _fail(f'{os.path.basename(status.run_dir)}: {e}')
+    free, where = memory_share((free, where), parallel)
     print(f'{parallel} groups at a time, each in a process of its own with {where}: '
           f'{_gib(free)}', flush=True)
   groups = plan_groups(FLAGS.root, listed, enabled, programs.bytes_per_transition, free)
@@ -863,6 +856,13 @@ def main(argv: list[str]) -> None:
           flush=True)
     code = 128 + signal.SIGINT
   sys.exit(code)
+
+
+def memory_share(available: tuple[int, str], parallel: int) -> tuple[int, str]:
+  """The bytes, and the name, of one process's share of ``available`` (bytes, name)
+  when ``parallel`` groups train at once."""
+  free, where = available
+  return free // parallel, f'a 1/{parallel} share (--parallel_groups) of {where}'
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
