@@ -13,7 +13,7 @@ parts of that latency on the default device and projects the paper's time from t
    timed the same way.
 3. ``step``: the whole training step of hopper's paper grid grouped: its runs with
    K = 3 (from ``launch/paper.cfg``, 5 seeds each: 35 lanes) as the lanes of one
-   program, as ``sweep --group`` trains them (``train.make_group_trainer``: act, task
+   program, as ``sweep --group`` trains them (``programs.make_group_trainer``: act, task
    step, replay insert, every member's update), all lanes in one batch.
 4. ``projection``: the paper's grid (``launch/paper.cfg``, its own steps and seeds)
    grouped by program shape (task, K); each group's training step is estimated as
@@ -136,10 +136,10 @@ def env_program(task, lanes: int, steps: int) -> tuple[Callable, tuple]:
   """A jitted loop of ``steps`` task steps of ``lanes`` lanes from their reset states
   (the reset is not timed), random actions."""
   import jax  # pylint: disable=g-import-not-at-top
-  from piekd_mjx import train  # pylint: disable=g-import-not-at-top
-  step = train.vmap_or_squeeze(task.step, lanes)
+  from piekd_mjx import lanes as lanes_lib  # pylint: disable=g-import-not-at-top
+  step = lanes_lib.over_lanes(task.step, lanes)
   key = jax.random.PRNGKey(0)
-  state = jax.jit(train.vmap_or_squeeze(task.reset, lanes))(jax.random.split(key, lanes))
+  state = jax.jit(lanes_lib.over_lanes(task.reset, lanes))(jax.random.split(key, lanes))
 
   def rollout(state, key):
     def body(i, state):
@@ -177,11 +177,11 @@ def update_program(obs_size: int, action_size: int, members: int, lanes: int,
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from piekd_mjx import config as config_lib  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import lanes as lanes_lib  # pylint: disable=g-import-not-at-top
   from piekd_mjx import sac as sac_lib  # pylint: disable=g-import-not-at-top
-  from piekd_mjx import train  # pylint: disable=g-import-not-at-top
   sac = sac_lib.make_sac(config_lib.Config(), obs_size, action_size)
   one = lambda m, b, k: sac.update(m, b, k, sac.default_scalars)
-  update = train.vmap_or_squeeze(train.vmap_or_squeeze(one, members), lanes)
+  update = lanes_lib.over_lanes(lanes_lib.over_lanes(one, members), lanes)
   keys = jax.random.split(jax.random.PRNGKey(0), lanes * members).reshape(lanes, members, 2)
   state = jax.jit(jax.vmap(jax.vmap(lambda k: sac.init(k, sac.default_scalars))))(keys)
   shape = (lanes, members, FLAGS.batch_size)
@@ -204,15 +204,15 @@ def update_program(obs_size: int, action_size: int, members: int, lanes: int,
 
 def grid_configs() -> list:
   """The unique runs of the paper's grid (``--grid``)."""
+  from piekd_mjx import figures as figures_lib  # pylint: disable=g-import-not-at-top
   from piekd_mjx import grid as grid_lib  # pylint: disable=g-import-not-at-top
-  from piekd_mjx import sweep  # pylint: disable=g-import-not-at-top
   figures = []
   with open(FLAGS.grid, encoding='utf-8') as f:
     for line in f:
       line = line.strip()
       if line.startswith('--figure_file='):  # named from the grid file's folder
         path = os.path.join(os.path.dirname(FLAGS.grid), line.split('=', 1)[1])
-        figures.append(sweep.read_figure_file(path, {}))
+        figures.append(figures_lib.read_figure_file(path, {}))
   return grid_lib.unique_runs(figures)
 
 
@@ -244,9 +244,9 @@ def grouped_step(lanes: int, steps: int, task: str | None = None,
   """The training step of the group ``grid_group(lanes, task, setting)`` (its runs' own
   variants and settings, as ``sweep --group`` trains them), all lanes in one batch."""
   import jax  # pylint: disable=g-import-not-at-top
-  from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import programs as programs_lib  # pylint: disable=g-import-not-at-top
   configs = grid_group(lanes, task, setting)
-  trainer = train.make_group_trainer(configs)
+  trainer = programs_lib.make_group_trainer(configs)
   start = time.perf_counter()
   state = trainer.init()
   # Chunks of ``steps`` steps only, so that a static chunk compiles once per kind.
@@ -271,11 +271,11 @@ def lane_equality(lanes: int, steps: int) -> dict[str, Any]:
   import dataclasses  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import programs as programs_lib  # pylint: disable=g-import-not-at-top
   configs = grid_group(lanes)
   first = configs[0]
-  trainers = (train.make_group_trainer(configs),
-              train.make_trainer(dataclasses.replace(first, seed_batch=first.num_seeds)))
+  trainers = (programs_lib.make_group_trainer(configs),
+              programs_lib.make_trainer(dataclasses.replace(first, seed_batch=first.num_seeds)))
   members = []
   for trainer in trainers:
     state = trainer.init()
@@ -300,10 +300,8 @@ class Results:
 
   def write(self) -> None:
     if FLAGS.out:
-      tmp = FLAGS.out + '.tmp'
-      with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(self.data, f, indent=2)
-      os.replace(tmp, FLAGS.out)
+      from piekd_mjx import files  # pylint: disable=g-import-not-at-top
+      files.write_atomic(FLAGS.out, json.dumps(self.data, indent=2))
 
 
 def measure(results: Results, row: dict[str, Any], make: Callable[[], dict]) -> dict | None:
@@ -480,8 +478,8 @@ def in_child(results: Results, setting: str) -> None:
 def main(argv):
   del argv
   import jax  # pylint: disable=g-import-not-at-top
-  if FLAGS.jax_cache_dir:
-    jax.config.update('jax_compilation_cache_dir', FLAGS.jax_cache_dir)
+  from piekd_mjx import jax_setup  # pylint: disable=g-import-not-at-top
+  jax_setup.compilation_cache(FLAGS.jax_cache_dir)
   unknown = sorted(set(FLAGS.settings) - set(SETTINGS))
   if unknown:
     raise app.UsageError(f'--settings={",".join(unknown)} is invalid: must be among '

@@ -42,6 +42,7 @@ import numpy as np
 import machine  # benchmarks/machine.py, beside this script
 import rollout  # benchmarks/rollout.py, beside this script
 from piekd_mjx import envs
+from piekd_mjx import jax_setup
 
 FLAGS = flags.FLAGS
 
@@ -329,7 +330,7 @@ def main(argv: Sequence[str]) -> None:
       raise app.UsageError(f'unknown tasks {unknown}; valid: {", ".join(envs.names())}')
     batch_sizes = [int(b) for b in FLAGS.batch_sizes]
     if FLAGS.compilation_cache_dir:
-      jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)
+      jax_setup.compilation_cache(FLAGS.compilation_cache_dir)
       jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
     else:
       jax.config.update('jax_enable_compilation_cache', False)

@@ -37,6 +37,8 @@ import time
 from absl import app
 from absl import flags
 
+from piekd_mjx import jax_setup
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list('tasks', ['halfcheetah', 'hopper'], 'Tasks.')
 flags.DEFINE_integer('num_seeds', 5, 'S.')
@@ -84,14 +86,14 @@ def trained_actors(task_name: str, num_seeds: int, num_members: int):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from piekd_mjx import checkpoint as checkpoint_lib  # pylint: disable=g-import-not-at-top
   from piekd_mjx import config as config_lib  # pylint: disable=g-import-not-at-top
-  from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import programs as programs_lib  # pylint: disable=g-import-not-at-top
   for run_dir in FLAGS.actors_from:
     with open(f'{run_dir}/config.json', encoding='utf-8') as f:
       config = config_lib.from_dict(json.load(f))
     if config.env != task_name:
       continue
     assert config.ensemble_size == num_members, (run_dir, config.ensemble_size)
-    trainer = train.make_trainer(config)
+    trainer = programs_lib.make_trainer(config)
     checkpointer = checkpoint_lib.Checkpointer(run_dir, config.keep_checkpoints,
                                                jax.eval_shape(trainer.init))
     state, host, _ = checkpointer.restore(print)
@@ -148,15 +150,16 @@ def measure(task_name: str, results: dict) -> None:
   ``--actors_from``), apart from the training state, which trains on."""
   import jax  # pylint: disable=g-import-not-at-top
   from piekd_mjx import config as config_lib  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import programs as programs_lib  # pylint: disable=g-import-not-at-top
   from piekd_mjx import train  # pylint: disable=g-import-not-at-top
   config = config_lib.apply_variant(config_lib.Config(
       env=task_name, variant='ensemble_sac', num_seeds=FLAGS.num_seeds,
       ensemble_size=FLAGS.ensemble_size, eval_episodes=FLAGS.eval_episodes,
       replay_capacity=100_000, warmup_steps=1000), {'ensemble_size'})
   task = make_task(task_name)
-  trainer = train.make_trainer(config, task)
-  evaluators = {batch: train.make_trainer(dataclasses.replace(config, eval_batch=batch),
-                                          task).evaluate_members
+  trainer = programs_lib.make_trainer(config, task)
+  evaluators = {batch: programs_lib.make_trainer(
+      dataclasses.replace(config, eval_batch=batch), task).evaluate_members
                 for batch in map(int, FLAGS.eval_batch)}
   state = trainer.init()
   state, _ = trainer.collect(state, 1000)
@@ -198,7 +201,7 @@ def main(argv):
   del argv
   import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.compilation_cache_dir:
-    jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)
+    jax_setup.compilation_cache(FLAGS.compilation_cache_dir)
   results = {'argv': sys.argv, 'date': time.strftime('%Y-%m-%dT%H:%M:%S%z'),
              'machine': platform.processor() or platform.machine(),
              'jax': jax.__version__, 'rows': []}

@@ -37,7 +37,7 @@ def main(argv):
   from piekd_mjx import config as config_lib  # pylint: disable=g-import-not-at-top
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
   from piekd_mjx import executables  # pylint: disable=g-import-not-at-top
-  from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import programs as programs_lib  # pylint: disable=g-import-not-at-top
 
   results = {'limit': executables.mapping_limit(), 'tasks': {}, 'trainer': {},
              'machine': machine.machine_info(['jax', 'jaxlib', 'mujoco-mjx'])}
@@ -81,7 +81,7 @@ def main(argv):
       env=FLAGS.trainer_env, variant=FLAGS.variant, num_seeds=2, warmup_steps=100,
       replay_capacity=1000, eval_episodes=2, episode_length=100))
   start = executables.mappings()
-  trainer = train.make_trainer(config)
+  trainer = programs_lib.make_trainer(config)
   counts = results['trainer']
   state = jax.block_until_ready(trainer.init())
   counts['init'] = held(start)

@@ -45,9 +45,8 @@ def write(results: list[dict]) -> None:
           'machine': f'{platform.machine()}, {os.cpu_count()} cores',
           'steps_per_seed': _STEPS.value, 'seeds': _SEEDS.value}
   os.makedirs(os.path.dirname(_OUT.value) or '.', exist_ok=True)
-  with open(_OUT.value + '.tmp', 'w', encoding='utf-8') as f:
-    json.dump({'meta': meta, 'results': results}, f, indent=2)
-  os.replace(_OUT.value + '.tmp', _OUT.value)
+  from piekd_mjx import files  # pylint: disable=g-import-not-at-top
+  files.write_atomic(_OUT.value, json.dumps({'meta': meta, 'results': results}, indent=2))
 
 
 def setting(label: str):

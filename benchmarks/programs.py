@@ -1,5 +1,5 @@
 """The time to a run's first training step when it shares the compiled programs of a run
-trained before it in the same process (``train.program_key``), against the first run's.
+trained before it in the same process (``keys.program_key``), against the first run's.
 
 Each run: build the trainer, init, a warm-up chunk, a learning chunk and, for a
 variant with phases, one phase; the first calls compile (no persistent compilation
@@ -19,6 +19,8 @@ import time
 from absl import app
 from absl import flags
 
+from piekd_mjx import jax_setup
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string('env', 'hopper', 'Task.')
 flags.DEFINE_string('first', 'piekd', 'Variant of the first run.')
@@ -35,14 +37,14 @@ def time_to_first_step(variant: str) -> dict[str, float]:
   """Seconds to build, init, warm up, train one chunk and run one phase of a run."""
   import jax  # pylint: disable=g-import-not-at-top
   from piekd_mjx import config as config_lib  # pylint: disable=g-import-not-at-top
-  from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import programs as programs_lib  # pylint: disable=g-import-not-at-top
   config = config_lib.apply_variant(config_lib.Config(
       env=FLAGS.env, variant=variant, num_seeds=FLAGS.num_seeds,
       warmup_steps=FLAGS.warmup_steps, replay_capacity=100_000, distill_data='sample'))
   config.validate()
   times = {}
   start = time.perf_counter()
-  trainer = train.make_trainer(config)
+  trainer = programs_lib.make_trainer(config)
   state = jax.block_until_ready(trainer.init())
   times['init'] = time.perf_counter() - start
   mark = time.perf_counter()
@@ -61,9 +63,7 @@ def time_to_first_step(variant: str) -> dict[str, float]:
 
 def main(argv):
   del argv
-  import jax  # pylint: disable=g-import-not-at-top
-  if FLAGS.compilation_cache_dir:
-    jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)
+  jax_setup.compilation_cache(FLAGS.compilation_cache_dir)
   results = {'env': FLAGS.env, 'runs': []}
   for variant in [FLAGS.first, *FLAGS.second]:
     times = time_to_first_step(variant)

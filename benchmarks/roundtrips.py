@@ -236,7 +236,7 @@ def trace(name: str) -> dict[str, tuple[Any, str | None, int | None]]:
   from piekd_mjx import config as config_lib  # pylint: disable=g-import-not-at-top
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
   from piekd_mjx import evaluate  # pylint: disable=g-import-not-at-top
-  from piekd_mjx import train  # pylint: disable=g-import-not-at-top
+  from piekd_mjx import programs as programs_lib  # pylint: disable=g-import-not-at-top
   task = envs.make(name, solver=FLAGS.task_solver)
   env_state = jax.eval_shape(task.reset, jax.random.PRNGKey(0))
   action = jax.ShapeDtypeStruct((task.action_size,), jnp.float32)
@@ -248,7 +248,7 @@ def trace(name: str) -> dict[str, tuple[Any, str | None, int | None]]:
         warmup_steps=16, distill_batch_size=16, solver=FLAGS.task_solver,
         control_flow=FLAGS.control_flow), ('ensemble_size',))
     config.validate()
-    trainer = train.make_group_trainer([config], task)
+    trainer = programs_lib.make_group_trainer([config], task)
     state = jax.eval_shape(trainer.init)
     if FLAGS.control_flow == 'static':  # the length is part of the program: one step
       jaxpr = jax.make_jaxpr(trainer.chunk, static_argnums=(1, 2))(state, 1, True)

@@ -80,10 +80,13 @@ import numpy as np
 import machine  # benchmarks/machine.py, beside this script
 import rollout  # benchmarks/rollout.py, beside this script
 from piekd_mjx import envs
+from piekd_mjx import jax_setup
+from piekd_mjx import lanes as lanes_lib
+from piekd_mjx import programs as programs_lib
 from piekd_mjx import sac as sac_lib
 from piekd_mjx import train as train_lib
-from piekd_mjx.config import Config
 from piekd_mjx.config import apply_variant
+from piekd_mjx.config import Config
 from piekd_mjx.envs.wrappers import TrainingWrapper
 
 FLAGS = flags.FLAGS
@@ -211,8 +214,8 @@ def seed_state(state: train_lib.TrainState, s: int) -> train_lib.TrainState:
   return train_lib.select_lanes(state, slice(s, s + 1))
 
 
-def measure_train(trainer: train_lib.Trainer,
-                  alone: train_lib.Trainer | None = None) -> dict[str, Any]:
+def measure_train(trainer: programs_lib.Trainer,
+                  alone: programs_lib.Trainer | None = None) -> dict[str, Any]:
   """Steps/s of ``trainer.train`` after a warm-up of ``--warmup_steps``.
 
   With ``alone`` (the S = 1 trainer of the same settings), each of the S seeds is also
@@ -262,17 +265,17 @@ class Measurements:
   def __init__(self):
     self.rows: list[dict[str, Any]] = []
     self._tasks: dict[str, envs.MjxTask] = {}
-    self._trainers: dict[Config, train_lib.Trainer] = {}
+    self._trainers: dict[Config, programs_lib.Trainer] = {}
 
   def task(self, name: str) -> envs.MjxTask:
     if name not in self._tasks:
       self._tasks[name] = envs.make(name, solver=FLAGS.solver)
     return self._tasks[name]
 
-  def trainer(self, config: Config) -> train_lib.Trainer:
+  def trainer(self, config: Config) -> programs_lib.Trainer:
     """The trainer of ``config``, built (and so compiled) once per process."""
     if config not in self._trainers:
-      self._trainers[config] = train_lib.make_trainer(config, self.task(config.env))
+      self._trainers[config] = programs_lib.make_trainer(config, self.task(config.env))
     return self._trainers[config]
 
   def find(self, task: str, num_seeds: int, ensemble_size: int, variant: str = '',
@@ -335,7 +338,7 @@ def measure_update(task: envs.MjxTask, config: Config) -> dict[str, Any]:
       members, key, sums = carry
       key, key_update = jax.random.split(key)
       one = lambda m, b, k: sac.update(m, b, k, sac.default_scalars)
-      members, metrics = train_lib.vmap_or_squeeze(one, num_members)(
+      members, metrics = lanes_lib.over_lanes(one, num_members)(
           members, batch, jax.random.split(key_update, num_members))
       # Summed as the trainer sums them, so that no metric is dead code in either.
       return (members, key, {k: sums[k] + metrics[k] for k in train_lib.SAC_METRICS}), None
@@ -344,7 +347,7 @@ def measure_update(task: envs.MjxTask, config: Config) -> dict[str, Any]:
     (members, key, sums), _ = jax.lax.scan(body, (members, key, zeros), None, length=n)
     return members, key, sums
 
-  fn = jax.jit(train_lib.with_precision(config.matmul_precision, loop), donate_argnums=0)
+  fn = jax.jit(programs_lib.with_precision(config.matmul_precision, loop), donate_argnums=0)
   return _time_carry(fn, (members, batch, key), n,
                      lambda carry, out: (out[0], carry[1], out[1]))
 
@@ -375,7 +378,7 @@ def measure_wrapped_task_step(task: envs.MjxTask) -> dict[str, Any]:
       key, key_action = jax.random.split(key)
       action = jax.random.uniform(key_action, (1, task.action_size), minval=-1.0,
                                   maxval=1.0)
-      squeeze = functools.partial(train_lib.vmap_or_squeeze, size=1)
+      squeeze = functools.partial(lanes_lib.over_lanes, size=1)
       state = squeeze(env.step_without_restart)(state, action)
       state = env.restart_ended(state, over=squeeze)
       return (state, key), None
@@ -457,7 +460,7 @@ def measure_piekd(measurements: Measurements, name: str) -> dict[str, Any]:
                 distill_batch_size=config.distill_batch_size)
   result['train'] = [{'label': 'vanilla_sac', **_train_summary(vanilla)},
                      {'label': 'ensemble_sac (no sharing)', **_train_summary(no_sharing)}]
-  trainer = train_lib.make_trainer(config, measurements.task(name))
+  trainer = programs_lib.make_trainer(config, measurements.task(name))
   if trainer.phase is None:
     result['message'] = 'trainer.phase is None for the piekd variant; no phase to time'
     _log(result['message'])
@@ -873,7 +876,7 @@ def run() -> dict[str, Any]:
   except ValueError as error:
     raise app.UsageError(str(error)) from None
   if FLAGS.compilation_cache_dir:
-    jax.config.update('jax_compilation_cache_dir', FLAGS.compilation_cache_dir)
+    jax_setup.compilation_cache(FLAGS.compilation_cache_dir)
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   else:
     jax.config.update('jax_enable_compilation_cache', False)

@@ -1,7 +1,8 @@
 """MuJoCo locomotion tasks on MJX, faithful to Gymnasium's ``*-v5`` definitions.
 
-``make(name)`` builds a task; ``names()`` lists them. Installed, this folder is the
-package ``piekd_mjx.envs``.
+``make(name)`` builds a task; ``names()`` lists them. ``make('stub')`` builds the
+physics-free task of the tests (``stub.py``), which ``names()`` leaves out. Installed,
+this folder is the package ``piekd_mjx.envs``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from piekd_mjx.envs import half_cheetah
 from piekd_mjx.envs import hopper
 from piekd_mjx.envs import humanoid
 from piekd_mjx.envs import inverted_pendulum
+from piekd_mjx.envs import stub
 from piekd_mjx.envs import walker2d
 from piekd_mjx.envs.base import MjxTask
 from piekd_mjx.envs.base import SOLVERS
@@ -25,6 +27,9 @@ _TASKS: dict[str, type[MjxTask]] = {
     'inverted_pendulum': inverted_pendulum.InvertedPendulum,
     'walker2d': walker2d.Walker2d,
 }
+
+# Tasks that are not MuJoCo's: physics-free, for tests (``names()`` leaves them out).
+STUBS: dict[str, type] = {'stub': stub.Stub}
 
 # The Gymnasium id each task reproduces (used by the parity tests and benchmarks).
 GYMNASIUM_IDS: dict[str, str] = {
@@ -43,10 +48,10 @@ def names() -> tuple[str, ...]:
 
 
 def make_class(name: str) -> type[MjxTask]:
-  """The task class of ``name``, without building it."""
-  if name not in _TASKS:
+  """The task class of ``name`` (one of ``names()`` or ``STUBS``), without building it."""
+  if name not in _TASKS and name not in STUBS:
     raise ValueError(f'unknown task {name!r}; valid: {", ".join(names())}')
-  return _TASKS[name]
+  return _TASKS.get(name) or STUBS[name]
 
 
 def make(name: str, solver: str | base.SolverOptions = 'faithful') -> MjxTask:
@@ -55,4 +60,5 @@ def make(name: str, solver: str | base.SolverOptions = 'faithful') -> MjxTask:
   return make_class(name)(solver=solver)
 
 
-__all__ = ['GYMNASIUM_IDS', 'MjxTask', 'SOLVERS', 'State', 'make', 'make_class', 'names']
+__all__ = ['GYMNASIUM_IDS', 'MjxTask', 'SOLVERS', 'STUBS', 'State', 'make', 'make_class',
+           'names']

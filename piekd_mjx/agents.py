@@ -17,6 +17,7 @@ import re
 
 import numpy as np
 
+from piekd_mjx import records as records_lib
 from piekd_mjx import rundir
 
 FRAME_SIZE = (240, 180)  # width, height of each frame of a filmstrip
@@ -48,7 +49,7 @@ def best_agent(arm: str, run_dir: str) -> Agent | None:
   steps = rundir.checkpoint_steps(checkpoints)
   if not steps:
     return None
-  record = rundir.evaluation_record(run_dir, steps[-1])
+  record = records_lib.evaluation(run_dir, steps[-1])
   if record is None:
     return None
   returns = np.array([[np.nan if v is None else v for v in seed]

@@ -200,16 +200,18 @@ class Checkpointer:
     primary process does, the others wait for it)."""
     if not steps:
       return
-    if processes.is_primary():
-      corrupt = os.path.join(self._run_dir, CORRUPT)
-      os.makedirs(corrupt, exist_ok=True)
-      for step in steps:
-        target, n = os.path.join(corrupt, str(step)), 1
-        while os.path.exists(target):
-          target, n = os.path.join(corrupt, f'{step}-{n}'), n + 1
-        os.rename(self.path(step), target)
+    processes.on_primary(self._move_aside, steps)
     processes.barrier('checkpoints set aside')
     self._manager.reload()
+
+  def _move_aside(self, steps: list[int]) -> None:
+    corrupt = os.path.join(self._run_dir, CORRUPT)
+    os.makedirs(corrupt, exist_ok=True)
+    for step in steps:
+      target, n = os.path.join(corrupt, str(step)), 1
+      while os.path.exists(target):
+        target, n = os.path.join(corrupt, f'{step}-{n}'), n + 1
+      os.rename(self.path(step), target)
 
   def close(self) -> None:
     self._manager.close()

@@ -3,12 +3,8 @@ fixed before any data is read.
 
 Every claim is judged only on runs that reached their figure's total_steps with at least
 two seeds, and says on how many of the paper's tasks for that figure it was judged.
-A verdict is one of:
-
-* **holds**: the data support the words at 95% confidence;
-* **contradicted**: the data support the opposite of the words at 95% confidence;
-* **inconclusive**: neither (the intervals are too wide);
-* **not enough data**: no task has finished runs of the arms the claim compares.
+A verdict is one of ``verdicts.VERDICTS`` (holds, contradicted, inconclusive, not enough
+data).
 
 The statistics (``piekd_mjx.statistics``, rliable's stratified bootstrap):
 
@@ -30,101 +26,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from piekd_mjx import curves as curves_lib
 from piekd_mjx import statistics as st
-from piekd_mjx.curves import Curve
-
-HOLDS = 'holds'
-CONTRADICTED = 'contradicted'
-INCONCLUSIVE = 'inconclusive'
-NOT_ENOUGH_DATA = 'not enough data'
-VERDICTS = (HOLDS, CONTRADICTED, INCONCLUSIVE, NOT_ENOUGH_DATA)
-
-MARGIN = 0.1  # equivalence margin of Δ: 10% of published SAC's return at 1M
-CONSISTENT_FRACTION = 0.8  # "consistently better": at 80% of the evaluations or more
-NEVER = 2.0  # a seed that never reaches a level counts as reaching it at twice the budget
-
-# The number of tasks of each figure in the paper.
-PAPER_TASKS = {'fig3_main': 5, 'fig4_extra': 4, 'fig5_hardcopy': 4,
-               'fig6_random_teacher': 4, 'fig7_ensemble_size': 4, 'fig8_interval': 4}
-
-# The paper's names of the variants.
-PAPER_NAMES = {'vanilla_sac': 'Vanilla-SAC', 'ensemble_sac': 'Ensemble-SAC',
-               'piekd': 'SAC-PIEKD', 'vanilla_sac_extra': 'Vanilla-SAC (extra)',
-               'ensemble_sac_extra': 'Ensemble-SAC (extra)',
-               'piekd_hardcopy': 'SAC-PIEKD (hardcopy)',
-               'piekd_random_teacher': 'SAC-PIEKD (random teacher)'}
-_SETTING_NAMES = {'ensemble_size': 'K', 'distill_interval': 'I'}
+from piekd_mjx.verdicts import (CONSISTENT_FRACTION, CONTRADICTED, HOLDS, INCONCLUSIVE, MARGIN,
+                                NEVER, NO, OPEN, YES, FigureData, Verdict, all_of, every,
+                                most, not_enough, paper_name, poi, poi_text, side)
 
 PIEKD, ENSEMBLE, HARDCOPY = 'piekd', 'ensemble_sac', 'piekd_hardcopy'
 RANDOM = 'piekd_random_teacher'
 K2, K5 = 'piekd (ensemble_size=2)', 'piekd (ensemble_size=5)'
 I1000, I100000 = 'piekd (distill_interval=1000)', 'piekd (distill_interval=100000)'
-
-
-def paper_name(label: str) -> str:
-  """An arm's label as the paper names it: ``piekd (ensemble_size=2)`` is SAC-PIEKD (K=2)."""
-  label, bracket, varied = label.partition(' [')  # a field the figure varies
-  variant, _, settings = label.partition(' (')
-  name = PAPER_NAMES.get(variant, variant)
-  if bracket:
-    return paper_name(label) + bracket + varied
-  if not settings:
-    return name
-  parts = []
-  for setting in settings.rstrip(')').split(', '):
-    field, _, value = setting.partition('=')
-    parts.append(f'{_SETTING_NAMES.get(field, field)}={value}')
-  inner = ', '.join(parts)
-  return f'{name[:-1]}, {inner})' if name.endswith(')') else f'{name} ({inner})'
-
-
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-  verdict: str  # one of VERDICTS
-  numbers: tuple[str, ...]  # the numbers behind it, a line each
-  tasks: int = 0  # the tasks it was judged on
-  paper_tasks: int = 0
-
-  @property
-  def scope(self) -> str:
-    return f"on {self.tasks} of the figure's {self.paper_tasks} tasks"
-
-
-@dataclasses.dataclass(frozen=True)
-class FigureData:
-  """One figure's curves, keyed by (task, arm label)."""
-
-  name: str
-  curves: Mapping[tuple[str, str], Curve]
-  baselines: tuple[str, ...]
-  resamples: int = st.DEFAULT_RESAMPLES
-
-  @property
-  def paper_tasks(self) -> int:
-    return PAPER_TASKS.get(self.name, len({env for env, _ in self.curves}))
-
-  def tasks(self, *arms: str) -> list[str]:
-    """The tasks on which every one of ``arms`` has a finished run of 2+ seeds."""
-    envs = sorted({env for env, _ in self.curves})
-    return [env for env in envs
-            if all((env, arm) in self.curves and not self.curves[env, arm].partial
-                   and self.curves[env, arm].num_seeds >= 2 for arm in arms)]
-
-  def area(self, env: str, arm: str, which: str = 'best') -> np.ndarray:
-    """[S] the seeds' areas, normalised by published SAC's return at 1M."""
-    curve = self.curves[env, arm]
-    return curves_lib.area(curve.steps, getattr(curve, which)) / st.SAC_1M_RETURN[env]
-
-  def areas(self, tasks: Sequence[str], arm: str) -> np.ndarray:
-    """[S, N] normalised areas on ``tasks``, over the seeds every task has."""
-    columns = [self.area(env, arm) for env in tasks]
-    seeds = min(len(c) for c in columns)
-    return np.stack([c[:seeds] for c in columns], axis=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,48 +51,6 @@ class Claim:
   judge: Callable[[FigureData], Verdict]
 
 
-# -- outcomes ------------------------------------------------------------------------------
-
-YES, NO, OPEN = 'yes', 'no', 'open'
-
-
-def _side(interval: st.Interval, level: float = 0.5) -> str:
-  return YES if interval.above(level) else NO if interval.below(level) else OPEN
-
-
-def _all_of(sides: Sequence[str]) -> str:
-  """One outcome of several that must all be yes: no when one is no."""
-  return NO if NO in sides else YES if all(s == YES for s in sides) else OPEN
-
-
-def _every(outcomes: Sequence[str]) -> str:
-  if NO in outcomes:
-    return CONTRADICTED
-  return HOLDS if all(o == YES for o in outcomes) else INCONCLUSIVE
-
-
-def _most(outcomes: Sequence[str]) -> str:
-  yes, open_ = outcomes.count(YES), outcomes.count(OPEN)
-  if yes > len(outcomes) / 2:
-    return HOLDS
-  return CONTRADICTED if yes + open_ <= len(outcomes) / 2 else INCONCLUSIVE
-
-
-def _not_enough(data: FigureData, arms: Sequence[str]) -> Verdict:
-  names = ', '.join(paper_name(a) for a in arms)
-  return Verdict(NOT_ENOUGH_DATA, (f'no task has finished runs of 2+ seeds of {names}',),
-                 0, data.paper_tasks)
-
-
-def _poi(data: FigureData, x: np.ndarray, y: np.ndarray) -> st.Interval:
-  return st.probability_of_improvement(x, y, data.resamples)
-
-
-def _poi_text(x: str, y: str, interval: st.Interval, which: str = 'best') -> str:
-  member = ' (worst member)' if which == 'worst' else ''
-  return f'P({paper_name(x)}{member} > {paper_name(y)}) = {interval.text(2)}'
-
-
 # -- judges --------------------------------------------------------------------------------
 
 
@@ -187,15 +60,15 @@ def _per_task_better(data: FigureData, arm: str, others: Sequence[str], which: s
   best member; a task is yes when better than all of them, no when worse than one."""
   tasks = data.tasks(arm, *others)
   if not tasks:
-    return _not_enough(data, [arm, *others])
+    return not_enough(data, [arm, *others])
   outcomes, numbers = [], []
   for env in tasks:
-    pois = {o: _poi(data, data.area(env, arm, which)[:, None], data.area(env, o)[:, None])
+    pois = {o: poi(data, data.area(env, arm, which)[:, None], data.area(env, o)[:, None])
             for o in others}
-    sides = [_side(p) for p in pois.values()]
-    outcome = _all_of(sides)
+    sides = [side(p) for p in pois.values()]
+    outcome = all_of(sides)
     outcomes.append(outcome)
-    numbers.append(f'{env}: ' + '; '.join(_poi_text(arm, o, p, which) for o, p in pois.items())
+    numbers.append(f'{env}: ' + '; '.join(poi_text(arm, o, p, which) for o, p in pois.items())
                    + f' -> {outcome}')
   return Verdict(count(outcomes), tuple(numbers), len(tasks), data.paper_tasks)
 
@@ -205,7 +78,7 @@ def _consistently_better(data: FigureData, arm: str, others: Sequence[str]) -> V
   after ``arm``'s first phase."""
   tasks = data.tasks(arm, *others)
   if not tasks:
-    return _not_enough(data, [arm, *others])
+    return not_enough(data, [arm, *others])
   outcomes, numbers = [], []
   for env in tasks:
     mine = data.curves[env, arm]
@@ -230,9 +103,9 @@ def _consistently_better(data: FigureData, arm: str, others: Sequence[str]) -> V
           f'{env}: {paper_name(arm)} against {paper_name(other)} at the {len(steps)} '
           f'evaluations after step {start:,}: P(X > Y) above 0.5 at {better}, below 0.5 at '
           f'{worse}{warn} -> {side}')
-    outcome = _all_of(task_sides)
+    outcome = all_of(task_sides)
     outcomes.append(outcome)
-  return Verdict(_every(outcomes), tuple(numbers), len(tasks), data.paper_tasks)
+  return Verdict(every(outcomes), tuple(numbers), len(tasks), data.paper_tasks)
 
 
 def _reaches_in_half(data: FigureData, arm: str, baselines: Sequence[str]) -> Verdict:
@@ -240,7 +113,7 @@ def _reaches_in_half(data: FigureData, arm: str, baselines: Sequence[str]) -> Ve
   best member reaches, and stays at, the best baseline's converged return."""
   tasks = data.tasks(arm, *baselines)
   if not tasks:
-    return _not_enough(data, [arm, *baselines])
+    return not_enough(data, [arm, *baselines])
   outcomes, numbers = [], []
   for env in tasks:
     level, best = max((float(np.mean(curves_lib.converged(data.curves[env, b].best))), b)
@@ -257,7 +130,7 @@ def _reaches_in_half(data: FigureData, arm: str, baselines: Sequence[str]) -> Ve
         f'seeds of the last {count} evaluations); {paper_name(arm)} stays at or above it '
         f'from these fractions of {curve.total_steps:,} steps: {seeds}; median '
         f'{median.text(2)} (never counted as {NEVER}) -> {outcome}')
-  return Verdict(_most(outcomes), tuple(numbers), len(tasks), data.paper_tasks)
+  return Verdict(most(outcomes), tuple(numbers), len(tasks), data.paper_tasks)
 
 
 def _aggregate(data: FigureData, arm: str, others: Sequence[str], want: str) -> Verdict:
@@ -266,12 +139,12 @@ def _aggregate(data: FigureData, arm: str, others: Sequence[str], want: str) -> 
   contradicted when one lies on the other side."""
   tasks = data.tasks(arm, *others)
   if not tasks:
-    return _not_enough(data, [arm, *others])
-  pois = {o: _poi(data, data.areas(tasks, arm), data.areas(tasks, o)) for o in others}
+    return not_enough(data, [arm, *others])
+  pois = {o: poi(data, data.areas(tasks, arm), data.areas(tasks, o)) for o in others}
   flip = {YES: NO, NO: YES, OPEN: OPEN}
-  sides = [_side(p) if want == 'above' else flip[_side(p)] for p in pois.values()]
-  verdict = _every([_all_of(sides)])
-  numbers = tuple(f'{_poi_text(arm, o, p)} over {", ".join(tasks)}' for o, p in pois.items())
+  sides = [side(p) if want == 'above' else flip[side(p)] for p in pois.values()]
+  verdict = every([all_of(sides)])
+  numbers = tuple(f'{poi_text(arm, o, p)} over {", ".join(tasks)}' for o, p in pois.items())
   return Verdict(verdict, numbers, len(tasks), data.paper_tasks)
 
 
@@ -287,7 +160,7 @@ def _delta_text(x: str, y: str, interval: st.Interval, tasks: Sequence[str]) -> 
 def _slightly_better_not_significantly(data: FigureData) -> Verdict:
   tasks = data.tasks(PIEKD, RANDOM)
   if not tasks:
-    return _not_enough(data, [PIEKD, RANDOM])
+    return not_enough(data, [PIEKD, RANDOM])
   d = _delta(data, tasks, PIEKD, RANDOM)
   if d.low > MARGIN or d.high < 0:
     verdict = CONTRADICTED
@@ -302,7 +175,7 @@ def _slightly_better_not_significantly(data: FigureData) -> Verdict:
 def _approximately_the_same(data: FigureData) -> Verdict:
   tasks = data.tasks(K2, PIEKD, K5)
   if not tasks:
-    return _not_enough(data, [K2, PIEKD, K5])
+    return not_enough(data, [K2, PIEKD, K5])
   deltas = {(x, y): _delta(data, tasks, x, y) for x, y in ((K2, PIEKD), (K5, PIEKD), (K2, K5))}
   if any(d.low > MARGIN or d.high < -MARGIN for d in deltas.values()):
     verdict = CONTRADICTED
@@ -317,14 +190,14 @@ def _approximately_the_same(data: FigureData) -> Verdict:
 def _better_in_one_of_four(data: FigureData) -> Verdict:
   tasks = data.tasks(I1000, ENSEMBLE)
   if not tasks:
-    return _not_enough(data, [I1000, ENSEMBLE])
+    return not_enough(data, [I1000, ENSEMBLE])
   kinds, numbers = [], []
   for env in tasks:
-    poi = _poi(data, data.area(env, I1000)[:, None], data.area(env, ENSEMBLE)[:, None])
+    better_poi = poi(data, data.area(env, I1000)[:, None], data.area(env, ENSEMBLE)[:, None])
     d = _delta(data, [env], I1000, ENSEMBLE)
-    kind = 'better' if poi.above(0.5) else 'not better' if d.high < MARGIN else OPEN
+    kind = 'better' if better_poi.above(0.5) else 'not better' if d.high < MARGIN else OPEN
     kinds.append(kind)
-    numbers.append(f'{env}: {_poi_text(I1000, ENSEMBLE, poi)}; '
+    numbers.append(f'{env}: {poi_text(I1000, ENSEMBLE, better_poi)}; '
                    f'{_delta_text(I1000, ENSEMBLE, d, [env])} -> {kind}')
   better, not_better = kinds.count('better'), kinds.count('not better')
   complete = len(tasks) >= data.paper_tasks
@@ -347,7 +220,7 @@ CLAIMS = (
           f'per task, P(SAC-PIEKD > baseline) of {_AREA}, for each baseline',
           'a task is yes when better than every baseline, no when worse than one; holds '
           'when every task is yes, contradicted when one is no',
-          lambda d: _per_task_better(d, PIEKD, d.baselines, 'best', _every)),
+          lambda d: _per_task_better(d, PIEKD, d.baselines, 'best', every)),
     Claim('fig3_main',
           'throughout training, we have consistently better performance at similar '
           'amounts of experience',
@@ -376,7 +249,7 @@ CLAIMS = (
           'a task is yes when better than every baseline, no when worse than one; holds '
           'when more than half of the tasks are yes, contradicted when that can no longer '
           'happen',
-          lambda d: _per_task_better(d, PIEKD, d.baselines, 'worst', _most)),
+          lambda d: _per_task_better(d, PIEKD, d.baselines, 'worst', most)),
     Claim('fig4_extra',
           'SAC-PIEKD reaches higher performance more rapidly than the baselines',
           f'P(SAC-PIEKD > baseline) of {_AREA}, averaged over the tasks, for each baseline',
@@ -451,7 +324,7 @@ def improvements(data: FigureData) -> list[tuple[str, str, st.Interval]]:
   rows = []
   for x, y in comparisons(data):
     tasks = data.tasks(x, y)
-    rows.append((x, y, _poi(data, data.areas(tasks, x), data.areas(tasks, y))))
+    rows.append((x, y, poi(data, data.areas(tasks, x), data.areas(tasks, y))))
   return rows
 
 

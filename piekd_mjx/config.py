@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from typing import Any, Callable, Collection, Mapping
+from typing import Any, Collection, Mapping
 
 
 def _field(default: Any, doc: str) -> Any:
@@ -54,7 +54,8 @@ class Config:
   """All hyperparameters of one run (every seed and member of it)."""
 
   # -- the run ---------------------------------------------------------------------------
-  env: str = _field('inverted_pendulum', 'Task name (see piekd_mjx.envs.names()).')
+  env: str = _field('inverted_pendulum', 'Task name (see piekd_mjx.envs.names()); stub: '
+                    'a physics-free task for tests.')
   variant: str = _field('vanilla_sac', 'Paper variant (docs/ALGORITHM.md §4); one of VARIANTS.')
   num_seeds: int = _field(
       1, 'Number of independent seeds S trained in one program (see seed_batch).')
@@ -169,30 +170,30 @@ class Config:
                  'distill_sample_batches'):
       value = getattr(self, name)
       if not _is_int(value) or value <= 0:
-        _fail(name, value, 'a positive integer')
+        _invalid(name, value, 'a positive integer')
     for name in ('seed', 'warmup_steps', 'seed_batch', 'num_devices'):
       value = getattr(self, name)
       if not _is_int(value) or value < 0:
-        _fail(name, value, 'a non-negative integer')
+        _invalid(name, value, 'a non-negative integer')
     all_episodes = self.num_seeds * self.ensemble_size * self.eval_episodes
     if not _is_int(self.eval_batch) or self.eval_batch < 0 or (
         self.eval_batch and self.eval_episodes % self.eval_batch
         and self.eval_batch != all_episodes):
-      _fail('eval_batch', self.eval_batch,
-            f'0, a divisor of --eval_episodes ({self.eval_episodes}) or all '
-            f'{all_episodes} episodes')
+      _invalid('eval_batch', self.eval_batch,
+               f'0, a divisor of --eval_episodes ({self.eval_episodes}) or all '
+               f'{all_episodes} episodes')
     if self.num_seeds % max(self.seed_batch, 1):
-      _fail('seed_batch', self.seed_batch,
-            f'0 or a divisor of --num_seeds ({self.num_seeds})')
+      _invalid('seed_batch', self.seed_batch,
+               f'0 or a divisor of --num_seeds ({self.num_seeds})')
     if self.replay_capacity > MAX_REPLAY_CAPACITY:
-      _fail('replay_capacity', self.replay_capacity,
-            f'at most {MAX_REPLAY_CAPACITY} (int32 row indices)')
+      _invalid('replay_capacity', self.replay_capacity,
+               f'at most {MAX_REPLAY_CAPACITY} (int32 row indices)')
     if self.warmup_steps < self.batch_size:
-      _fail('warmup_steps', self.warmup_steps,
-            f'at least --batch_size ({self.batch_size})')
+      _invalid('warmup_steps', self.warmup_steps,
+               f'at least --batch_size ({self.batch_size})')
     if self.warmup_steps > self.total_steps:
-      _fail('warmup_steps', self.warmup_steps,
-            f'at most --total_steps ({self.total_steps})')
+      _invalid('warmup_steps', self.warmup_steps,
+               f'at most --total_steps ({self.total_steps})')
 
     choices: Mapping[str, Collection[str]] = {
         'variant': tuple(VARIANTS),
@@ -208,27 +209,27 @@ class Config:
     for name, valid in choices.items():
       value = getattr(self, name)
       if value not in valid:
-        _fail(name, value, 'one of ' + ', '.join(valid))
+        _invalid(name, value, 'one of ' + ', '.join(valid))
     if not isinstance(self.env, str) or not self.env:
-      _fail('env', self.env, 'a task name')
+      _invalid('env', self.env, 'a task name')
     if not isinstance(self.eval_overlap, bool):
-      _fail('eval_overlap', self.eval_overlap, 'true or false')
+      _invalid('eval_overlap', self.eval_overlap, 'true or false')
 
     if not 0.0 < self.discount <= 1.0:
-      _fail('discount', self.discount, 'in (0, 1]')
+      _invalid('discount', self.discount, 'in (0, 1]')
     if not 0.0 < self.tau <= 1.0:
-      _fail('tau', self.tau, 'in (0, 1]')
+      _invalid('tau', self.tau, 'in (0, 1]')
     for name in ('actor_lr', 'critic_lr', 'alpha_lr', 'distill_lr', 'init_alpha',
                  'policy_output_scale'):
       value = getattr(self, name)
       if not 0.0 < value < math.inf:
-        _fail(name, value, 'a positive finite number')
+        _invalid(name, value, 'a positive finite number')
     if not self.log_std_min < self.log_std_max:
-      _fail('log_std_min', self.log_std_min,
-            f'below --log_std_max ({self.log_std_max})')
+      _invalid('log_std_min', self.log_std_min,
+               f'below --log_std_max ({self.log_std_max})')
     if (not isinstance(self.hidden_sizes, tuple) or not self.hidden_sizes
         or not all(_is_int(h) and h > 0 for h in self.hidden_sizes)):
-      _fail('hidden_sizes', self.hidden_sizes, 'a non-empty tuple of positive integers')
+      _invalid('hidden_sizes', self.hidden_sizes, 'a non-empty tuple of positive integers')
 
 
 # What a run's config.json written before a field existed ran with, where that differs
@@ -272,17 +273,18 @@ def _check_retired_first_distill_step(values: dict[str, Any]) -> None:
         'go on with the same schedule')
 
 
-_PHASE_FIELDS = ('distill_interval', 'teacher', 'distill_data', 'distill_epochs',
-                 'distill_batch_size', 'distill_sample_batches', 'distill_lr', 'extra_updates')
+_PHASE_ONLY_FIELDS = ('distill_interval', 'teacher', 'distill_data', 'distill_epochs',
+                      'distill_batch_size', 'distill_sample_batches', 'distill_lr',
+                      'extra_updates')
 
 
 def ignored_fields(config: Config) -> dict[str, str]:
   """The fields whose value cannot change ``config``'s run, each with the reason: the
   phase settings of a run without phases, the teacher of extra updates, and so on."""
   if config.share == 'none':
-    return dict.fromkeys(_PHASE_FIELDS, '--share=none has no phases')
+    return dict.fromkeys(_PHASE_ONLY_FIELDS, '--share=none has no phases')
   if not config.has_phases:
-    return dict.fromkeys(_PHASE_FIELDS, f'--share={config.share} with --ensemble_size='
+    return dict.fromkeys(_PHASE_ONLY_FIELDS, f'--share={config.share} with --ensemble_size='
                          f'{config.ensemble_size} has no student, so no phases')
   ignored = {}
   if config.share == 'extra':
@@ -313,7 +315,7 @@ def ignored_flags(config: Config) -> list[str]:
   defaults = Config()
   lines = []
   if config.variant in VARIANTS:
-    variant_share = VARIANTS[config.variant](defaults).share
+    variant_share = VARIANTS[config.variant]['share']
     if config.share != variant_share:
       lines.append(f'--share={config.share!r} replaces what --variant={config.variant} '
                    f'shares ({variant_share!r}): the run is no longer that variant')
@@ -341,56 +343,29 @@ def _is_int(value: Any) -> bool:
   return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _fail(name: str, value: Any, valid: str) -> None:
+def _invalid(name: str, value: Any, valid: str) -> None:
   raise ValueError(f'--{name}={value!r} is invalid: must be {valid}')
 
 
 # -- the paper's variants (docs/ALGORITHM.md §4) -------------------------------------------
 
 
-def vanilla_sac(config: Config) -> Config:
-  """One SAC agent, no sharing."""
-  return dataclasses.replace(config, ensemble_size=1, share='none')
-
-
-def ensemble_sac(config: Config) -> Config:
-  """K = 3 members on a shared buffer, one member per episode, no sharing."""
-  return dataclasses.replace(config, ensemble_size=3, share='none')
-
-
-def piekd(config: Config) -> Config:
-  """K = 3 members; every I steps the best member distils into the others."""
-  return dataclasses.replace(config, ensemble_size=3, share='distill', teacher='best')
-
-
-def vanilla_sac_extra(config: Config) -> Config:
-  """One SAC agent doing a phase's worth of extra updates at every phase boundary."""
-  return dataclasses.replace(config, ensemble_size=1, share='extra')
-
-
-def ensemble_sac_extra(config: Config) -> Config:
-  """Ensemble SAC doing a phase's worth of extra updates at every phase boundary."""
-  return dataclasses.replace(config, ensemble_size=3, share='extra')
-
-
-def piekd_hardcopy(config: Config) -> Config:
-  """PIEKD with the teacher's actor and critics copied instead of distilled."""
-  return dataclasses.replace(config, ensemble_size=3, share='hardcopy', teacher='best')
-
-
-def piekd_random_teacher(config: Config) -> Config:
-  """PIEKD with the teacher drawn uniformly among the members."""
-  return dataclasses.replace(config, ensemble_size=3, share='distill', teacher='random')
-
-
-VARIANTS: dict[str, Callable[[Config], Config]] = {
-    'vanilla_sac': vanilla_sac,
-    'ensemble_sac': ensemble_sac,
-    'piekd': piekd,
-    'vanilla_sac_extra': vanilla_sac_extra,
-    'ensemble_sac_extra': ensemble_sac_extra,
-    'piekd_hardcopy': piekd_hardcopy,
-    'piekd_random_teacher': piekd_random_teacher,
+# Each variant as the fields it sets; a user's explicit flags win over them.
+VARIANTS: dict[str, dict[str, Any]] = {
+    # One SAC agent, no sharing.
+    'vanilla_sac': dict(ensemble_size=1, share='none'),
+    # K = 3 members on a shared buffer, one member per episode, no sharing.
+    'ensemble_sac': dict(ensemble_size=3, share='none'),
+    # K = 3 members; every I steps the best member distils into the others.
+    'piekd': dict(ensemble_size=3, share='distill', teacher='best'),
+    # One SAC agent doing a phase's worth of extra updates at every phase boundary.
+    'vanilla_sac_extra': dict(ensemble_size=1, share='extra'),
+    # Ensemble SAC doing a phase's worth of extra updates at every phase boundary.
+    'ensemble_sac_extra': dict(ensemble_size=3, share='extra'),
+    # PIEKD with the teacher's actor and critics copied instead of distilled.
+    'piekd_hardcopy': dict(ensemble_size=3, share='hardcopy', teacher='best'),
+    # PIEKD with the teacher drawn uniformly among the members.
+    'piekd_random_teacher': dict(ensemble_size=3, share='distill', teacher='random'),
 }
 
 
@@ -416,5 +391,5 @@ def apply_variant(config: Config, explicit: Collection[str] = frozenset()) -> Co
   unknown = sorted(set(explicit) - names)
   if unknown:
     raise ValueError(f'unknown Config fields {unknown}')
-  varied = VARIANTS[config.variant](config)
-  return dataclasses.replace(varied, **{name: getattr(config, name) for name in explicit})
+  return dataclasses.replace(config, **{**VARIANTS[config.variant],
+                                        **{name: getattr(config, name) for name in explicit}})

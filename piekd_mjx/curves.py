@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from piekd_mjx import records as records_lib
 from piekd_mjx import rundir
 from piekd_mjx import schedule
 
@@ -58,7 +59,7 @@ def read_curve(root: str, cell: dict) -> Curve | None:
     config = rundir.read_config(run_dir)
   except (OSError, ValueError, TypeError):
     return None
-  by_step = {r['step']: r for r in rundir.records(run_dir)
+  by_step = {r['step']: r for r in records_lib.read(run_dir)
              if r['step'] <= cell['total_steps'] and 'eval/return_best' in r}
   if not by_step:
     return None

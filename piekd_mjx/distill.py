@@ -6,18 +6,11 @@ buffer and the ensemble statistics; the trainer vmaps it over lanes [L] and call
 only at phase boundaries, outside the per-step loop (docs/ALGORITHM.md §7). What it does is
 ``Config.share``:
 
-* ``'distill'`` (piekd, piekd_random_teacher): elect a teacher k_t (``Config.teacher``:
+* ``'distill'`` (piekd, piekd_random_teacher): elect a teacher k_t (``teaching.py``:
   'best' = argmax_k R_k among the members with a finished episode, the phase being
   skipped when none has one; 'random' = uniform over the K members). Every other member
-  is a student and minimises, with a fresh Adam (``Config.distill_lr``) per phase,
-    Eq. 1:  E_{s~D} KL(pi_teacher(.|s) || pi_student(.|s)), in closed form on the
-            pre-tanh diagonal Gaussians (tanh is a bijection, so this is the KL of the
-            squashed policies), summed over action dims; and
-    Eq. 2:  E_{(s,a)~D} (Q_teacher(s, a) - Q_student(s, a))^2 per critic head against
-            the SAME head of the teacher, the actions being those stored in the buffer;
-            the two heads' MSEs are SUMMED (each head has its own parameters, so this
-            is the same as distilling each head on its own, as the reference does).
-  The teacher's outputs are under stop_gradient and its parameters come out of the
+  is a student and minimises Eq. 1 + Eq. 2 (``teaching.distillation_losses``) with a
+  fresh Adam (``Config.distill_lr``) per phase. The teacher's parameters come out of the
   phase bit-identical; alpha is not distilled. Afterwards each student's target critics
   take ONE Polyak step (tau) towards its distilled critics.
 * ``'hardcopy'`` (piekd_hardcopy): the same election; the teacher's actor and critic
@@ -65,6 +58,7 @@ from piekd_mjx.config import (Config, DISTILL_DATA_CHOICES, EXTRA_UPDATES_CHOICE
                               TEACHER_CHOICES)
 from piekd_mjx.replay import Replay, ReplayState
 from piekd_mjx.sac import MemberState, Params, Sac, Transition
+from piekd_mjx.teaching import distillation_losses, elect_teacher
 
 Metrics = dict[str, jax.Array]
 Phase = Callable[..., tuple[MemberState, Metrics]]
@@ -105,77 +99,6 @@ class StudentState:
   critic_params: Params  # leaves [K, 2, ...]
   actor_opt_state: optax.OptState  # the phase's fresh Adam state, shaped like actor_params
   critic_opt_state: optax.OptState  # the phase's fresh Adam state, shaped like critic_params
-
-
-def gaussian_kl(mean_p: jax.Array, log_std_p: jax.Array, mean_q: jax.Array,
-                log_std_q: jax.Array) -> jax.Array:
-  """KL(p || q) of diagonal Gaussians, summed over the last axis: [..., A] -> [...].
-
-  Per dimension, log(s_q / s_p) + (s_p^2 + (m_p - m_q)^2) / (2 s_q^2) - 1/2, written as
-  0.5 * (expm1(d) - d + ((m_p - m_q) / s_q)^2) with d = 2 (log s_p - log s_q): each term
-  is >= 0 in floating point and exactly 0 when p == q.
-  """
-  d = 2.0 * (log_std_p - log_std_q)  # [..., A]
-  z = (mean_p - mean_q) * jnp.exp(-log_std_q)  # [..., A]
-  return 0.5 * jnp.sum(jnp.expm1(d) - d + jnp.square(z), axis=-1)
-
-
-def _weighted_mean(x: jax.Array, weight: jax.Array) -> jax.Array:
-  """Masked mean over the last (batch) axis: x [..., B], weight [B] -> [...]."""
-  return jnp.sum(x * weight, axis=-1) / jnp.maximum(jnp.sum(weight), 1.0)
-
-
-def distillation_losses(sac: Sac, actor_params: Params, critic_params: Params,
-                        teacher_actor_params: Params, teacher_critic_params: Params,
-                        batch: Transition, weight: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Eq. 1 and Eq. 2 of ONE student against the teacher on a minibatch [B].
-
-  Args:
-    sac: the member's networks.
-    actor_params, critic_params: the student's (unbatched) parameters.
-    teacher_actor_params, teacher_critic_params: the teacher's; its outputs are taken
-      under stop_gradient, so no gradient reaches them.
-    batch: transitions [B]; obs and the stored actions are read.
-    weight: [B] float, 1 for the rows that count, 0 for padding.
-
-  Returns:
-    policy_kl [], masked mean over the batch of KL(pi_teacher || pi_student) summed over
-    action dims; critic_mse [], the sum over the 2 heads of each head's masked-mean
-    squared error against the same head of the teacher.
-  """
-  mean_t, log_std_t = jax.lax.stop_gradient(
-      sac.policy(teacher_actor_params, batch.obs))  # [B, A] each
-  q_t = jax.lax.stop_gradient(
-      sac.q_values(teacher_critic_params, batch.obs, batch.action))  # [2, B]
-  mean_s, log_std_s = sac.policy(actor_params, batch.obs)  # [B, A] each
-  q_s = sac.q_values(critic_params, batch.obs, batch.action)  # [2, B]
-  policy_kl = _weighted_mean(gaussian_kl(mean_t, log_std_t, mean_s, log_std_s), weight)
-  critic_mse = jnp.sum(_weighted_mean(jnp.square(q_t - q_s), weight))
-  return policy_kl, critic_mse
-
-
-def elect_teacher(teacher: str | jax.Array, ensemble_state: ensemble.EnsembleState,
-                  key: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """The teacher k_t [] int32 and whether the phase is skipped [] bool.
-
-  ``teacher`` is 'best' or 'random', or its index in TEACHER_CHOICES as data. 'best':
-  argmax_k R_k over the members with a finished episode (the others cannot be
-  elected); skipped when no member has one (k_t is then -1). 'random': uniform over
-  all K members with ``key``; never skipped.
-  """
-  if isinstance(teacher, str):
-    if teacher not in TEACHER_CHOICES:
-      raise ValueError(f"--teacher={teacher!r} is invalid: must be one of 'best', 'random'")
-    teacher = TEACHER_CHOICES.index(teacher)
-  recent, has_return = ensemble.recent_returns(ensemble_state)  # [K], [K]
-  num_members = recent.shape[0]
-  is_random = jnp.asarray(teacher) == TEACHER_CHOICES.index('random')
-  no_return = ~jnp.any(has_return)
-  best = jnp.argmax(jnp.where(has_return, recent, -jnp.inf)).astype(jnp.int32)
-  best = jnp.where(no_return, -1, best)
-  drawn = jax.random.randint(key, (), 0, num_members, dtype=jnp.int32)
-  return (jnp.where(is_random, drawn, best).astype(jnp.int32),
-          ~is_random & no_return)
 
 
 def _num_slices(size: jax.Array, batch_size: int) -> jax.Array:

@@ -1,6 +1,6 @@
 """Lanes: one program trains L lanes, each lane one seed of one run (leaves [L, ...]).
 
-Runs whose per-step shapes agree (``train.program_key``) train as the lanes of one
+Runs whose per-step shapes agree (``keys.program_key``) train as the lanes of one
 program; what else differs between them is per-lane data, ``Settings`` (SAC's scalars
 and the phases' data), never a constant of the program. A run alone is the group of its
 own S seeds.

@@ -28,6 +28,7 @@ from absl import flags
 
 from piekd_mjx import config as config_lib
 from piekd_mjx import config_flags
+from piekd_mjx import console
 from piekd_mjx import jax_setup
 from piekd_mjx import processes
 from piekd_mjx import rundir
@@ -45,13 +46,6 @@ flags.DEFINE_bool('resume', False,
                   + ', '.join(config_lib.RESUMABLE_FIELDS) + '.')
 jax_setup.define_flags(FLAGS)
 flags.DEFINE_bool('help', False, 'Show the flags and exit.')
-
-EXIT_USAGE = 2
-EXIT_NONFINITE = 3
-
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
-  print(f'error: {message}', file=sys.stderr, flush=True)
-  sys.exit(code)
 
 
 def resolve_config(flag_values: flags.FlagValues = FLAGS) -> config_lib.Config:
@@ -108,6 +102,14 @@ def resolve_resume(flag_values: flags.FlagValues = FLAGS) -> config_lib.Config:
   return config
 
 
+def _replace(run_dir: str) -> None:
+  """Deletes the run in ``run_dir`` for ``--overwrite``; refuses what is not a run."""
+  try:
+    rundir.replace(run_dir)
+  except rundir.NotARunError as e:
+    console.fail(str(e))
+
+
 def main(argv: list[str]) -> None:
   config_flags.parse_or_exit(FLAGS, argv)
   try:
@@ -124,42 +126,37 @@ def main(argv: list[str]) -> None:
       config = dataclasses.replace(config, out_dir=run_dir)
     check_writable(run_dir)
   except (ValueError, UsageError) as e:
-    _fail(str(e))
+    console.fail(str(e))
   try:
     jax_setup.from_flags(FLAGS)
     processes.initialize(distributed)
-    primary = processes.is_primary()
     from piekd_mjx import checkpoint  # pylint: disable=g-import-not-at-top
+    from piekd_mjx import programs as programs_lib  # pylint: disable=g-import-not-at-top
     from piekd_mjx import run  # pylint: disable=g-import-not-at-top
     from piekd_mjx import sharding  # pylint: disable=g-import-not-at-top
-    from piekd_mjx import train  # pylint: disable=g-import-not-at-top
     try:
       sharding.check_run(config.num_devices, config.num_seeds)
     except ValueError as e:
-      _fail(str(e))
-    trainer = train.make_trainer(config)
+      console.fail(str(e))
+    trainer = programs_lib.make_trainer(config)
     try:
       check_memory(config, trainer.replay.bytes_per_transition)
     except UsageError as e:
-      _fail(str(e))
-    if FLAGS.overwrite and primary:
-      try:
-        rundir.replace(run_dir)
-      except rundir.NotARunError as e:
-        _fail(str(e))
+      console.fail(str(e))
+    if FLAGS.overwrite:
+      processes.on_primary(_replace, run_dir)
     processes.barrier('run directory ready')
-    if primary:
-      print(f'run directory: {run_dir}', flush=True)
+    processes.on_primary(print, f'run directory: {run_dir}', flush=True)
     try:
       run.run(config, run_dir, trainer=trainer, resume=FLAGS.resume)
     except checkpoint.ResumeError as e:
-      _fail(str(e))
+      console.fail(str(e))
     except run.NonFiniteError as e:
-      _fail(str(e), EXIT_NONFINITE)
+      console.fail(str(e), console.EXIT_NONFINITE)
     except run.Stopped as e:
-      if primary:
-        print(f'{e}; checkpoint {e.checkpoint}; continue with: python -m '
-              f'piekd_mjx.launch --resume --out_dir={run_dir}', file=sys.stderr, flush=True)
+      processes.on_primary(print, f'{e}; checkpoint {e.checkpoint}; continue with: python '
+                           f'-m piekd_mjx.launch --resume --out_dir={run_dir}',
+                           file=sys.stderr, flush=True)
       sys.exit(128 + e.signum)
   except KeyboardInterrupt:
     hint = (f'; continue from its last checkpoint with: python -m piekd_mjx.launch --resume '

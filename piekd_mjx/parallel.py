@@ -5,7 +5,7 @@ leave an accelerator mostly idle; N processes, each training one group at a time
 1/N of the device's memory, fill it. The sweep (the parent) plans as it does alone,
 with 1/N of the free memory per group, then starts a child process per group, at most N
 at once, in the plan's order: ``python -m piekd_mjx.parallel`` reads its group from
-standard input and trains it with ``sweep.train_group``, the serial sweep's own code,
+standard input and trains it with ``dispatch.train_group``, the serial sweep's own code,
 so each run keeps its lock, its exact resume and its records.
 
 Signals: each child leads a session of its own, so a terminal's Ctrl-C reaches the
@@ -34,9 +34,14 @@ import time
 from typing import Any, Sequence, TextIO
 
 from piekd_mjx import config as config_lib
+from piekd_mjx import console
+from piekd_mjx import dispatch
 from piekd_mjx import jax_setup
+from piekd_mjx import plan
+from piekd_mjx import rootdir
 from piekd_mjx import signals
-from piekd_mjx import sweep
+from piekd_mjx import trainers as trainers_lib
+from piekd_mjx.resources import UsageError
 
 EXIT_BUSY = 75  # a child's group was held by another sweep (EX_TEMPFAIL)
 EXIT_CRASHED = 1
@@ -45,18 +50,18 @@ JAX_MEMORY_FRACTION = 0.75
 _POLL_SECONDS = 0.1
 
 
-def group_to_json(group: sweep.Group) -> dict[str, Any]:
+def group_to_json(group: plan.Group) -> dict[str, Any]:
   """``group`` as JSON (the child's standard input)."""
   return {'directory': group.directory, 'split': group.split,
           'runs': [{**dataclasses.asdict(s), 'config': dataclasses.asdict(s.config)}
                    for s in group.runs]}
 
 
-def group_from_json(value: dict[str, Any]) -> sweep.Group:
-  """The ``sweep.Group`` of ``group_to_json``."""
-  runs = tuple(sweep.RunStatus(**{**r, 'config': config_lib.from_dict(r['config'])})
+def group_from_json(value: dict[str, Any]) -> plan.Group:
+  """The ``plan.Group`` of ``group_to_json``."""
+  runs = tuple(rootdir.RunStatus(**{**r, 'config': config_lib.from_dict(r['config'])})
                for r in value['runs'])
-  return sweep.Group(runs, value['directory'], value['split'])
+  return plan.Group(runs, value['directory'], value['split'])
 
 
 def child_environment(count: int, environ=os.environ) -> dict[str, str]:
@@ -97,12 +102,12 @@ class _Relay:
 @dataclasses.dataclass
 class _Child:
   number: int
-  group: sweep.Group
+  group: plan.Group
   process: subprocess.Popen
   relays: tuple[_Relay, _Relay]
 
 
-def _start(number: int, total: int, group: sweep.Group, keep: str, jax_cache_dir: str,
+def _start(number: int, total: int, group: plan.Group, keep: str, jax_cache_dir: str,
            command_buffers: bool, count: int) -> _Child:
   """A child process training ``group``; started from the main thread (a child's
   parent-death signal follows the thread that forked it)."""
@@ -123,7 +128,7 @@ def _start(number: int, total: int, group: sweep.Group, keep: str, jax_cache_dir
   return _Child(number, group, process, relays)
 
 
-def train_groups(groups: Sequence[sweep.Group], count: int, keep: str, jax_cache_dir: str,
+def train_groups(groups: Sequence[plan.Group], count: int, keep: str, jax_cache_dir: str,
                  command_buffers: bool) -> int:
   """Trains ``groups`` in child processes, at most ``count`` at once; the exit code."""
   pending = list(enumerate(groups, 1))
@@ -145,14 +150,14 @@ def train_groups(groups: Sequence[sweep.Group], count: int, keep: str, jax_cache
         running.remove(child)
         for relay in child.relays:
           relay.join()
-        code, label = child.process.returncode, sweep.group_label(child.group)
+        code, label = child.process.returncode, dispatch.group_label(child.group)
         if code == EXIT_BUSY:
           busy.append(label)
-        elif code == sweep.EXIT_NONFINITE:
+        elif code == console.EXIT_NONFINITE:
           failed.append(label)
         elif code < 0 and -code in signals.STOP_SIGNALS and stop:
           pass  # the signal passed on came before the child could catch it: untouched
-        elif code == sweep.EXIT_USAGE or code > 128:
+        elif code == console.EXIT_USAGE or code > 128:
           if not stop:  # the others stop at their next checkpoint
             for other in running:
               other.process.send_signal(signal.SIGTERM)
@@ -169,7 +174,7 @@ def train_groups(groups: Sequence[sweep.Group], count: int, keep: str, jax_cache
       print(f'{len(pending)} group(s) not started; run the same sweep command again to '
             'go on', file=sys.stderr, flush=True)
     return stop
-  code = sweep.summarize(busy, failed)
+  code = dispatch.summarize(busy, failed)
   return EXIT_CRASHED if crashed else code
 
 
@@ -192,16 +197,16 @@ def main() -> None:
   group = group_from_json(spec['group'])
   try:
     with signals.caught() as caught:
-      code = sweep.train_group(group, '', sweep.Programs(), spec['keep'],
-                               lambda: caught[0] if caught else 0)
-  except sweep.UsageError as e:
+      code = dispatch.train_group(group, '', trainers_lib.Trainers(), spec['keep'],
+                                  lambda: caught[0] if caught else 0)
+  except UsageError as e:
     print(f'error: {e}', file=sys.stderr, flush=True)
-    code = sweep.EXIT_USAGE
+    code = console.EXIT_USAGE
   except KeyboardInterrupt:
     print('interrupted; run the same sweep command again to go on', file=sys.stderr,
           flush=True)
     code = 128 + signal.SIGINT
-  sys.exit(EXIT_BUSY if code == sweep.BUSY else code)
+  sys.exit(EXIT_BUSY if code == dispatch.BUSY else code)
 
 
 if __name__ == '__main__':

@@ -26,6 +26,8 @@ from absl import flags
 import numpy as np
 
 from piekd_mjx import config_flags
+from piekd_mjx import console
+from piekd_mjx import files
 from piekd_mjx import policy as policy_lib
 
 FLAGS = flags.FlagValues()
@@ -187,9 +189,7 @@ def write_html(path: str, policy: policy_lib.Policy, seed: int) -> float:
     system = mjcf.load_model(task.mj_model)
   poses, total = mjx_trajectory(task, policy, seed)
   text = html.render(system, [types.SimpleNamespace(x=x) for x in poses])
-  with open(f'{path}.tmp', 'w', encoding='utf-8') as f:
-    f.write(text)
-  os.replace(f'{path}.tmp', path)
+  files.write_atomic(path, text)
   return total
 
 
@@ -218,33 +218,33 @@ def difference(mujoco: np.ndarray, mjx: np.ndarray) -> str:
 def main(argv: list[str]) -> None:
   config_flags.parse_or_exit(FLAGS, argv)
   if not FLAGS.run:
-    _fail('--run is required: a run directory or a saved policy')
+    console.fail('--run is required: a run directory or a saved policy')
   if FLAGS.episodes < 1:
-    _fail(f'--episodes={FLAGS.episodes} is invalid: must be a positive integer')
+    console.fail(f'--episodes={FLAGS.episodes} is invalid: must be a positive integer')
   unknown = [e for e in FLAGS.engines if e not in ENGINES]
   if unknown or not FLAGS.engines:
-    _fail(f'--engines={",".join(FLAGS.engines)} is invalid: one or both of mujoco, mjx')
+    console.fail(f'--engines={",".join(FLAGS.engines)} is invalid: one or both of mujoco, mjx')
   if FLAGS.video and not FLAGS.video.endswith(('.mp4', '.gif')):
-    _fail(f'--video={FLAGS.video!r} is invalid: a path ending in .mp4 or .gif')
+    console.fail(f'--video={FLAGS.video!r} is invalid: a path ending in .mp4 or .gif')
   if FLAGS.filmstrip and not FLAGS.filmstrip.endswith('.png'):
-    _fail(f'--filmstrip={FLAGS.filmstrip!r} is invalid: a path ending in .png')
+    console.fail(f'--filmstrip={FLAGS.filmstrip!r} is invalid: a path ending in .png')
   if FLAGS.html and not FLAGS.html.endswith('.html'):
-    _fail(f'--html={FLAGS.html!r} is invalid: a path ending in .html')
+    console.fail(f'--html={FLAGS.html!r} is invalid: a path ending in .html')
   if FLAGS.filmstrip_frames < 1:
-    _fail(f'--filmstrip_frames={FLAGS.filmstrip_frames} is invalid: a positive integer')
+    console.fail(f'--filmstrip_frames={FLAGS.filmstrip_frames} is invalid: a positive integer')
   filming = bool(FLAGS.video or FLAGS.filmstrip)
   if filming:
     if 'mujoco' not in FLAGS.engines:
-      _fail('--video and --filmstrip render the MuJoCo C episodes: --engines must '
+      console.fail('--video and --filmstrip render the MuJoCo C episodes: --engines must '
             'include mujoco')
     problem = check_rendering()
     if problem:
-      _fail(problem)
+      console.fail(problem)
   try:
     policy = policy_lib.load(FLAGS.run, seed=FLAGS.seed, member=FLAGS.member,
                              step=None if FLAGS.step < 0 else FLAGS.step)
   except policy_lib.PolicyError as e:
-    _fail(str(e))
+    console.fail(str(e))
   print(f'{policy.env}: seed {policy.origin.get("seed")}, member '
         f'{policy.origin.get("member")}, step {policy.origin.get("step")} of '
         f'{policy.origin.get("run")}', flush=True)
@@ -268,11 +268,6 @@ def main(argv: list[str]) -> None:
     total = write_html(FLAGS.html, policy, FLAGS.episode_seed)
     print(f'html: {FLAGS.html} (an MJX episode from seed {FLAGS.episode_seed}, return '
           f'{total:,.1f})', flush=True)
-
-
-def _fail(message: str) -> None:
-  print(f'error: {message}', file=sys.stderr, flush=True)
-  sys.exit(2)
 
 
 if __name__ == '__main__':

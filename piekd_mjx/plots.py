@@ -15,8 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from piekd_mjx import claims as claims_lib
 from piekd_mjx import statistics as st
+from piekd_mjx import verdicts as verdicts_lib
 from piekd_mjx.curves import Curve
 
 
@@ -64,7 +64,7 @@ def task_figure(figure: dict, env: str, curves: Sequence[Curve], out_dir: str,
   handles, means = [], []
   for curve in curves:
     color = f'C{figure["labels"].index(curve.arm) % 10}'  # an arm's color on every task
-    label = claims_lib.paper_name(curve.arm)
+    label = verdicts_lib.paper_name(curve.arm)
     if curve.partial:
       label += f' (partial: {steps_text(curve.steps[-1])} of {steps_text(curve.total_steps)})'
     mean, low, high = st.mean_per_column(curve.best.T, resamples)
@@ -110,7 +110,7 @@ def _mark_schedule(ax, curves: Sequence[Curve], handles: list) -> None:
   phases: dict[int, list[str]] = {}
   for c in curves:
     if c.first_phase is not None:
-      phases.setdefault(c.first_phase, []).append(claims_lib.paper_name(c.arm))
+      phases.setdefault(c.first_phase, []).append(verdicts_lib.paper_name(c.arm))
   for step, arms in sorted(phases.items()):
     ax.axvline(step, color='0.4', linestyle='-.', linewidth=1)
     handles.append(mlines.Line2D([], [], color='0.4', linestyle='-.', label=(
@@ -144,7 +144,7 @@ def aggregate_figure(figure: dict, curves: dict[tuple[str, str], Curve], out_dir
   plt = _pyplot()
   from matplotlib import ticker  # pylint: disable=g-import-not-at-top
   labels = figure['labels']
-  data = claims_lib.FigureData(figure['name'], curves, tuple(figure['baselines']))
+  data = verdicts_lib.FigureData(figure['name'], curves, tuple(figure['baselines']))
   finished = data.tasks(*labels)
   fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 4.2))
   thresholds = np.linspace(0.0, 1.2, 61)
@@ -160,7 +160,7 @@ def aggregate_figure(figure: dict, curves: dict[tuple[str, str], Curve], out_dir
                        / st.SAC_1M_RETURN[c.env] for c in arm_curves], axis=1)  # [S, N, T]
     iqm, low, high = st.iqm_per_column(scores, resamples)
     color = f'C{index % 10}'
-    name = claims_lib.paper_name(arm)
+    name = verdicts_lib.paper_name(arm)
     left.plot(steps, iqm, color=color, marker='o', markersize=3, label=name)
     left.fill_between(steps, low, high, color=color, alpha=0.18, linewidth=0)
     if finished:
@@ -200,7 +200,7 @@ def improvement_figure(figure: dict, rows: Sequence[tuple[str, str, st.Interval]
     ax.plot([interval.value], [i], 'o', color='C0')
   ax.axvline(0.5, color='0.4', linestyle=':')
   ax.set_yticks(range(len(rows)))
-  ax.set_yticklabels([f'P({claims_lib.paper_name(x)} > {claims_lib.paper_name(y)})'
+  ax.set_yticklabels([f'P({verdicts_lib.paper_name(x)} > {verdicts_lib.paper_name(y)})'
                       for x, y, _ in rows], fontsize=8)
   ax.set_xlim(-0.03, 1.03)
   ax.set_ylim(len(rows) - 0.5, -0.5)

@@ -26,7 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from piekd_mjx import config as config_lib
+from piekd_mjx import files
 from piekd_mjx import networks
+from piekd_mjx import records as records_lib
 from piekd_mjx import rundir
 
 FORMAT = 'piekd_mjx.policy/1'
@@ -71,9 +73,7 @@ class Policy:
     meta['hidden_sizes'] = list(self.hidden_sizes)
     blob = serialization.msgpack_serialize(
         {'format': FORMAT, 'meta': json.dumps(meta), 'params': self.params})
-    with open(f'{path}.tmp', 'wb') as f:
-      f.write(blob)
-    os.replace(f'{path}.tmp', path)
+    files.write_atomic(path, blob)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -177,7 +177,7 @@ def _member(run_dir: str, config: config_lib.Config, seed: int, member: int | st
       raise PolicyError(f'member={index} is not a member of {run_dir!r} (it has members 0 '
                         f'to {config.ensemble_size - 1})')
     return index
-  record = rundir.evaluation_record(run_dir, step)
+  record = records_lib.evaluation(run_dir, step)
   if record is None:
     raise PolicyError(f"member='best' needs the evaluation record of step {step}, which "
                       f'{run_dir!r} does not hold; name a member index')

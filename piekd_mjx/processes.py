@@ -1,5 +1,11 @@
 """Runs over several processes (hosts) with JAX's own runtime, ``jax.distributed``.
 
+This module is the one seam that knows whether there are several processes: the run,
+its loop, restore, checkpoints and programs call ``on_primary``, ``fetch``, ``gather``,
+``from_primary``, ``largest``, ``barrier`` and ``own_device``, which do the right thing
+for one process and for several, and never ask how many there are
+(tests/test_layout.py checks it).
+
 Every process runs the same host loop over the same schedule and holds the lanes of
 its own devices (``sharding.lane_mesh`` spans every device of every process). What
 the host reads of the state is gathered to every process (``fetch``), so all of them
@@ -18,7 +24,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping
+import sys
+from typing import Any, Callable, Mapping
 
 from absl import flags
 import numpy as np
@@ -132,6 +139,33 @@ def is_primary() -> bool:
   return index() == 0
 
 
+def on_primary(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+  """``fn(*args, **kwargs)`` on the primary process, which alone writes files, prints and
+  evaluates; None on the others."""
+  return fn(*args, **kwargs) if is_primary() else None
+
+
+def quiet_unless_primary() -> None:
+  """Sends this process's standard output to /dev/null unless it is the primary, which
+  alone prints."""
+  if not is_primary():
+    sys.stdout = open(os.devnull, 'w', encoding='utf-8')
+
+
+def gather(tree: Any) -> Any:
+  """``tree`` with every lane addressable here: as it is on one process (on its
+  devices); gathered from all of them, as numpy, on several (a collective)."""
+  return tree if count() == 1 else fetch(tree)
+
+
+def from_primary(compute: Callable[[], Any], like: Any) -> Any:
+  """``compute()`` of the primary process on every process: the others pass ``like``,
+  a tree of its structure and shapes (a collective where there are several)."""
+  if count() == 1:
+    return compute()
+  return broadcast(compute() if is_primary() else like)
+
+
 def fetch(tree: Any) -> Any:
   """``tree`` as numpy on the host, every lane of it: on several processes, gathered
   from all of them (a collective: every process must call it at the same point)."""
@@ -170,3 +204,18 @@ def barrier(name: str) -> None:
   if count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(name)
+
+
+def devices_by_process() -> list[list[Any]]:
+  """Every process's devices, process by process, each in id order (one list on one
+  process)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return [sorted((x for x in jax.devices() if x.process_index == p), key=lambda x: x.id)
+          for p in range(jax.process_count())]
+
+
+def own_device(device: Any) -> Any:
+  """``device`` where this process holds it, else this process's first device: where
+  the primary runs what another process's device holds (an evaluation)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return device if device.process_index == jax.process_index() else jax.local_devices()[0]

@@ -25,9 +25,12 @@ from absl import flags
 from piekd_mjx import agents as agents_lib
 from piekd_mjx import claims as claims_lib
 from piekd_mjx import config_flags
+from piekd_mjx import console
 from piekd_mjx import curves as curves_lib
+from piekd_mjx import files
 from piekd_mjx import plots
 from piekd_mjx import statistics as st
+from piekd_mjx import verdicts as verdicts_lib
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string('root', '', "The sweep's directory (its figures/ and runs/).",
@@ -44,7 +47,7 @@ flags.DEFINE_bool('agents', True, 'A filmstrip of each arm\'s best member on MuJ
 flags.DEFINE_bool('help', False, 'Show the flags and exit.', flag_values=FLAGS)
 
 
-def read_figure(root: str, name: str, resamples: int) -> tuple[dict, claims_lib.FigureData]:
+def read_figure(root: str, name: str, resamples: int) -> tuple[dict, verdicts_lib.FigureData]:
   """The figure's JSON and the curves of its runs that have records."""
   with open(os.path.join(root, 'figures', name), encoding='utf-8') as f:
     figure = json.load(f)
@@ -53,18 +56,18 @@ def read_figure(root: str, name: str, resamples: int) -> tuple[dict, claims_lib.
     curve = curves_lib.read_curve(root, cell)
     if curve is not None:
       curves[cell['env'], cell['arm']] = curve
-  return figure, claims_lib.FigureData(figure['name'], curves, tuple(figure['baselines']),
+  return figure, verdicts_lib.FigureData(figure['name'], curves, tuple(figure['baselines']),
                                        resamples)
 
 
-def arm_table(figure: dict, data: claims_lib.FigureData) -> list[str]:
+def arm_table(figure: dict, data: verdicts_lib.FigureData) -> list[str]:
   """Markdown rows: per task and arm, seeds, steps, converged returns and area."""
   lines = ['| task | arm | seeds | steps | converged return, best member | '
            'converged return, worst member | area (mean return over training) |',
            '|---|---|--:|--:|--:|--:|--:|']
   for env in sorted({env for env, _ in data.curves}):
     for arm in figure['labels']:
-      name = claims_lib.paper_name(arm)
+      name = verdicts_lib.paper_name(arm)
       if (env, arm) not in data.curves:
         lines.append(f'| {env} | {name} | 0 | no record yet | | | |')
         continue
@@ -141,28 +144,21 @@ def write_report(root: str, out_dir: str, resamples: int, draw: bool = True,
   for name in names:
     lines += figure_section(root, name, out_dir, resamples, draw, agents)
   path = os.path.join(out_dir, 'REPORT.md')
-  with open(f'{path}.tmp', 'w', encoding='utf-8') as f:
-    f.write('\n'.join(lines) + '\n')
-  os.replace(f'{path}.tmp', path)
+  files.write_atomic(path, '\n'.join(lines) + '\n')
   return path
 
 
 def main(argv: list[str]) -> None:
   config_flags.parse_or_exit(FLAGS, argv)
   if not FLAGS.root:
-    _fail('--root is required: the directory of a sweep')
+    console.fail('--root is required: the directory of a sweep')
   if not os.path.isdir(os.path.join(FLAGS.root, 'figures')):
-    _fail(f'--root={FLAGS.root!r} holds no sweep (no figures/ directory)')
+    console.fail(f'--root={FLAGS.root!r} holds no sweep (no figures/ directory)')
   if FLAGS.resamples < 100:
-    _fail(f'--resamples={FLAGS.resamples} is invalid: must be at least 100')
+    console.fail(f'--resamples={FLAGS.resamples} is invalid: must be at least 100')
   path = write_report(FLAGS.root, FLAGS.out or os.path.join(FLAGS.root, 'report'),
                       FLAGS.resamples, FLAGS.plots, FLAGS.agents)
   print(f'report: {path}')
-
-
-def _fail(message: str) -> None:
-  print(f'error: {message}', file=sys.stderr, flush=True)
-  sys.exit(2)
 
 
 if __name__ == '__main__':

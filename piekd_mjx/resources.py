@@ -19,10 +19,11 @@ class UsageError(Exception):
 
 
 def check_env(env: str, solver: str = 'faithful') -> None:
-  """Raises ValueError naming ``--env`` unless it is one of ``envs.names()``, or naming
-  ``--solver`` where that task does not offer it (``capped``, ``warp``)."""
+  """Raises ValueError naming ``--env`` unless it is one of ``envs.names()`` (or the
+  tests' physics-free ``stub``), or naming ``--solver`` where that task does not offer
+  it (``capped``, ``warp``)."""
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
-  if env not in envs.names():
+  if env not in envs.names() and env not in envs.STUBS:
     raise ValueError(f'--env={env!r} is invalid: must be one of {", ".join(envs.names())}')
   envs.make_class(env).solver_options(solver)
 

@@ -33,8 +33,8 @@ WRITE_PROBE = '.piekd-write-test-'
 # the copies of metrics.jsonl that a resume keeps).
 _FILES = frozenset({CONFIG_FILE, METRICS_FILE, LOG_FILE, LOCK_FILE})
 _DIRECTORIES = frozenset({TENSORBOARD_DIR, CHECKPOINTS, CORRUPT})
-_PATTERNS = (re.compile(r'config\.json\.tmp'),
-             re.compile(r'metrics\.jsonl(\.tmp|\.before-resume-\d+)'))
+_PATTERNS = (re.compile(r'config\.json(\.\d+)?\.tmp'),
+             re.compile(r'metrics\.jsonl((\.\d+)?\.tmp|\.before-resume-\d+)'))
 
 
 def read_config(run_dir: str) -> config_lib.Config:
@@ -42,35 +42,6 @@ def read_config(run_dir: str) -> config_lib.Config:
   TypeError when it is missing or does not read."""
   with open(os.path.join(run_dir, CONFIG_FILE), encoding='utf-8') as f:
     return config_lib.from_dict(json.load(f))
-
-
-def records(run_dir: str) -> list[dict]:
-  """The whole records of ``run_dir``'s ``metrics.jsonl`` that carry a step, in file
-  order (none without the file; a line cut by a kill or a foreign line is skipped)."""
-  path = os.path.join(run_dir, METRICS_FILE)
-  if not os.path.isfile(path):
-    return []
-  found = []
-  with open(path, encoding='utf-8') as f:
-    for line in f:
-      try:
-        record = json.loads(line)
-        record['step'] = int(record['step'])
-      except (ValueError, KeyError, TypeError):
-        continue
-      found.append(record)
-  return found
-
-
-def record_steps(run_dir: str) -> list[int]:
-  """The steps of the whole records of ``run_dir``'s ``metrics.jsonl``, in file order."""
-  return [record['step'] for record in records(run_dir)]
-
-
-def evaluation_record(run_dir: str, step: int) -> dict | None:
-  """The record of ``run_dir``'s evaluation at ``step`` (with 'eval/returns'), or None."""
-  return next((r for r in records(run_dir) if r['step'] == step and 'eval/returns' in r),
-              None)
 
 
 def checkpoint_steps(checkpoints: str) -> list[int]:

@@ -166,7 +166,7 @@ def _check_batch(batch: Transition, obs_size: int, action_size: int) -> None:
                        + (f' with last axis {width}' if width is not None else ''))
 
 
-def _batch_mean(x: jax.Array, weight: jax.Array | None) -> jax.Array:
+def batch_mean(x: jax.Array, weight: jax.Array | None) -> jax.Array:
   """Mean over the last (batch) axis [..., B] -> [...]; masked by ``weight`` [B]."""
   if weight is None:
     return jnp.mean(x, axis=-1)
@@ -242,7 +242,7 @@ def update_critic(nets: Nets, state: MemberState, batch: Transition, key: jax.Ar
   def critic_loss_fn(critic_params):
     q = nets.critic.apply(critic_params, batch.obs, batch.action)  # [2, B]
     # Sum over the heads of 0.5 * MSE (ChainerRL: loss1 + loss2).
-    loss = jnp.sum(0.5 * _batch_mean(jnp.square(q - y), weight))
+    loss = jnp.sum(0.5 * batch_mean(jnp.square(q - y), weight))
     return loss, q
 
   (critic_loss, q), critic_grads = jax.value_and_grad(critic_loss_fn, has_aux=True)(
@@ -251,7 +251,7 @@ def update_critic(nets: Nets, state: MemberState, batch: Transition, key: jax.Ar
       critic_grads, state.critic_opt_state, state.critic_params)
   critic_params = optax.apply_updates(state.critic_params, critic_updates)
   new_state = state.replace(critic_params=critic_params, critic_opt_state=critic_opt_state)
-  q_mean = jnp.mean(q) if weight is None else _batch_mean(jnp.mean(q, axis=0), weight)
+  q_mean = jnp.mean(q) if weight is None else batch_mean(jnp.mean(q, axis=0), weight)
   return new_state, {'sac/critic_loss': critic_loss, 'sac/q_mean': q_mean}
 
 
@@ -271,7 +271,7 @@ def update_actor_and_alpha(nets: Nets, state: MemberState, batch: Transition,
     mean, log_std = nets.actor.apply(actor_params, batch.obs)  # [B, A]
     action, log_prob = networks.sample_action(mean, log_std, key)  # [B, A], [B]
     min_q = jnp.min(nets.critic.apply(state.critic_params, batch.obs, action), axis=0)
-    return _batch_mean(alpha * log_prob - min_q, weight), log_prob
+    return batch_mean(alpha * log_prob - min_q, weight), log_prob
 
   (actor_loss, log_prob), actor_grads = jax.value_and_grad(actor_loss_fn, has_aux=True)(
       state.actor_params)
@@ -282,7 +282,7 @@ def update_actor_and_alpha(nets: Nets, state: MemberState, batch: Transition,
   log_prob = jax.lax.stop_gradient(log_prob)  # [B]
 
   def alpha_loss_fn(log_alpha):
-    return -_batch_mean(log_alpha * (log_prob + scalars_.target_entropy), weight)
+    return -batch_mean(log_alpha * (log_prob + scalars_.target_entropy), weight)
 
   alpha_loss, alpha_grad = jax.value_and_grad(alpha_loss_fn)(state.log_alpha)
   alpha_updates, alpha_opt_state = adam(scalars_.alpha_lr).update(
@@ -299,7 +299,7 @@ def update_actor_and_alpha(nets: Nets, state: MemberState, batch: Transition,
       'sac/actor_loss': actor_loss,
       'sac/alpha_loss': alpha_loss,
       'sac/alpha': alpha,
-      'sac/entropy': -_batch_mean(log_prob, weight),
+      'sac/entropy': -batch_mean(log_prob, weight),
   }
   return new_state, metrics
 

@@ -18,6 +18,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from piekd_mjx import processes
+
 LANES = 'lanes'  # the mesh axis the lane axis [L] is split along
 
 
@@ -25,8 +27,9 @@ def lane_mesh(num_devices: int, num_lanes: int) -> Mesh:
   """The mesh of the first ``num_devices`` devices on the ``LANES`` axis; 0: as many as
   divide ``num_lanes`` (every device when they do). Over several processes, as many of
   every process's devices (``_process_mesh``)."""
-  if jax.process_count() > 1:
-    return _process_mesh(num_devices, num_lanes)
+  by_process = processes.devices_by_process()
+  if len(by_process) > 1:
+    return _process_mesh(num_devices, num_lanes, by_process)
   devices = jax.devices()
   if num_devices < 0 or num_devices > len(devices):
     raise ValueError(f'--num_devices={num_devices} is invalid: this process has '
@@ -37,13 +40,13 @@ def lane_mesh(num_devices: int, num_lanes: int) -> Mesh:
   return Mesh(np.array(devices[:num_devices]), (LANES,))
 
 
-def _process_mesh(num_devices: int, num_lanes: int) -> Mesh:
+def _process_mesh(num_devices: int, num_lanes: int, by_process: list[list[jax.Device]]
+                  ) -> Mesh:
   """The first d devices of every process, process by process (each holds a block of
   the lanes, so every process takes part in every program): d = ``num_devices`` / P
-  for P processes, or for 0 the most that divide ``num_lanes`` into P d blocks."""
-  count = jax.process_count()
-  by_process = [sorted((x for x in jax.devices() if x.process_index == p), key=lambda x: x.id)
-                for p in range(count)]
+  for P processes (``by_process``: each one's devices), or for 0 the most that divide
+  ``num_lanes`` into P d blocks."""
+  count = len(by_process)
   most = min(len(local) for local in by_process)
   if num_lanes % count:
     raise ValueError(f'--num_processes={count}: the {num_lanes} lanes (seeds of the runs '

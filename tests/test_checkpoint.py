@@ -29,6 +29,9 @@ import pytest
 from piekd_mjx import checkpoint as checkpoint_lib
 from piekd_mjx import config as config_lib
 from piekd_mjx import policy as policy_lib
+from piekd_mjx import programs as programs_lib
+from piekd_mjx import progress as progress_lib
+from piekd_mjx import records as records_lib
 from piekd_mjx import run as run_lib
 from piekd_mjx import train as train_lib
 
@@ -65,7 +68,7 @@ def records(run_dir) -> list[dict]:
 
 def comparable(run_dir) -> list[dict]:
   """The records of ``run_dir`` without the wall-clock fields."""
-  return [{k: v for k, v in r.items() if k not in run_lib.WALL_CLOCK_FIELDS}
+  return [{k: v for k, v in r.items() if k not in records_lib.WALL_CLOCK_FIELDS}
           for r in records(run_dir)]
 
 
@@ -94,7 +97,7 @@ def wait_for_records(run_dir, count, process, timeout=600.0) -> None:
 
 @pytest.fixture(scope='session')
 def trainer(task_cache):
-  return train_lib.make_trainer(make_config(), task_cache('inverted_pendulum'))
+  return programs_lib.make_trainer(make_config(), task_cache('inverted_pendulum'))
 
 
 @pytest.fixture(scope='session')
@@ -118,10 +121,10 @@ def test_arrays_json_round_trip_is_exact():
   for name, value in arrays.items():
     assert restored[name].dtype == np.asarray(value).dtype
     np.testing.assert_array_equal(restored[name], value)
-  progress = run_lib.Progress(step=750, trained_steps=250,
+  progress = progress_lib.Progress(step=750, trained_steps=250,
                               phase_metrics=({'distill/teacher': arrays['b']},), phase_step=(500,),
                               last_eval_step=500, wall_time=1.5)
-  again = run_lib.Progress.from_json(json.loads(json.dumps(progress.to_json())))
+  again = progress_lib.Progress.from_json(json.loads(json.dumps(progress.to_json())))
   assert (again.step, again.phase_step, again.last_eval_step) == (750, (500,), 500)
   np.testing.assert_array_equal(again.phase_metrics[0]['distill/teacher'], arrays['b'])
 
@@ -255,11 +258,11 @@ def test_same_seed_same_metrics_different_seeds_differ(reference, trainer, tmp_p
   assert comparable(tmp_path) == comparable(reference)
   # The wall-clock fields are there, and they are all that was left out.
   assert set(records(reference)[0]) - set(comparable(reference)[0]) == set(
-      run_lib.WALL_CLOCK_FIELDS)
+      records_lib.WALL_CLOCK_FIELDS)
   # The run's two seeds differ, and so does the run of another --seed.
   losses = np.asarray(comparable(reference)[-1]['sac/critic_loss'])  # [S, K]
   assert not np.array_equal(losses[0], losses[1])
-  other = train_lib.make_trainer(make_config(seed=1), trainer.task).init()
+  other = programs_lib.make_trainer(make_config(seed=1), trainer.task).init()
   assert not all(np.array_equal(a, b) for a, b in zip(
       jax.tree.leaves(trainer.init().members), jax.tree.leaves(other.members)))
 
@@ -272,6 +275,18 @@ def test_a_finished_run_extended_by_resume_is_exact(reference, trainer, tmp_path
   assert len(records(tmp_path)) == 4 and records(tmp_path)[-1]['distill/num_phases'] == 1
   assert resume_in_process(tmp_path, trainer) == ''
   assert comparable(tmp_path) == comparable(reference)
+
+
+def test_a_checkpoint_of_an_earlier_version_restores_and_goes_on_exactly(reference, trainer,
+                                                                          tmp_path):
+  """tests/data/run-5836658 is SETTING's run as commit 5836658 wrote it (before the host
+  side was split into modules), cut at its checkpoint of step 2500 and the records up to
+  there: resumed by this version, it ends with the records of this version's own run."""
+  run_dir = tmp_path / 'run'
+  shutil.copytree(os.path.join(os.path.dirname(__file__), 'data', 'run-5836658'), run_dir)
+  assert os.listdir(run_dir / 'checkpoints') == ['2500']
+  assert resume_in_process(run_dir, trainer) == ''
+  assert comparable(run_dir) == comparable(reference)
 
 
 def test_training_does_not_wait_for_evaluation_and_the_records_are_the_same(reference,
@@ -297,14 +312,14 @@ def test_an_evaluation_the_process_lost_runs_again_on_resume(reference, trainer,
       raise RuntimeError('lost with the process')
     return trainer.evaluate_members(actors, step, run)
 
-  def train(state, num_steps):
+  def chunk(state, num_steps, learn):
     if int(state.step) >= 1250:
       raise RuntimeError('killed')
-    return trainer.train(state, num_steps)
+    return trainer.chunk(state, num_steps, learn)
 
   with pytest.raises(RuntimeError, match='killed'):
     run_lib.run(make_config(out_dir=str(tmp_path)), str(tmp_path), out=io.StringIO(),
-                trainer=trainer._replace(evaluate_members=evaluate_members, train=train))
+                trainer=trainer._replace(evaluate_members=evaluate_members, chunk=chunk))
   assert [r['step'] for r in records(tmp_path)] == [500]
   checkpoint = tmp_path / checkpoint_lib.CHECKPOINTS / '1000'
   assert (checkpoint / checkpoint_lib.EVALUATION_ITEM).is_dir()
@@ -393,17 +408,17 @@ def test_nonfinite_loss_stops_the_run_naming_seed_member_and_step(trainer, tmp_p
   """A NaN in the critics of seed 1, member 2 at step 1250: the first update after it
   stops the run; nothing past the last good checkpoint is saved or recorded."""
 
-  def train(state, num_steps):
+  def chunk(state, num_steps, learn):
     if int(state.step) == 1250:
       critic = state.members.critic_params
       leaf = jax.tree.leaves(critic)[0]
       critic = jax.tree.map(lambda x: x.at[1, 2].set(jnp.nan) if x is leaf else x, critic)
       state = state.replace(members=state.members.replace(critic_params=critic))
-    return trainer.train(state, num_steps)
+    return trainer.chunk(state, num_steps, learn)
 
   with pytest.raises(run_lib.NonFiniteError) as error:
     run_lib.run(make_config(out_dir=str(tmp_path)), str(tmp_path), out=io.StringIO(),
-                trainer=trainer._replace(train=train))
+                trainer=trainer._replace(chunk=chunk))
   checkpoints = tmp_path / checkpoint_lib.CHECKPOINTS
   assert str(error.value) == (f'non-finite losses at step 1251 in seed 1, member 2; the '
                               f'last good checkpoint is {checkpoints / "1000"}')
@@ -482,14 +497,14 @@ def test_killed_then_stopped_runs_resume_exactly(reference, trainer, tmp_path,
   # Resumed in process; SIGINT arrives during its first chunk.
   sent = []
 
-  def train(state, num_steps):
+  def chunk(state, num_steps, learn):
     if not sent:
       signal.raise_signal(signal.SIGINT)
       sent.append(int(state.step))
-    return trainer.train(state, num_steps)
+    return trainer.chunk(state, num_steps, learn)
 
   with pytest.raises(run_lib.Stopped) as stopped:
-    resume_in_process(run_dir, trainer._replace(train=train))
+    resume_in_process(run_dir, trainer._replace(chunk=chunk))
   second = stopped.value.step
   assert stopped.value.signum == signal.SIGINT
   assert sent == [first] and second == first + SETTING['log_every'] < SETTING['total_steps']

@@ -14,6 +14,7 @@ import pytest
 
 from piekd_mjx import claims
 from piekd_mjx import statistics as st
+from piekd_mjx import verdicts
 from piekd_mjx.curves import Curve
 
 STEPS = np.arange(1, 11) * 10_000  # ten evaluations to 100k
@@ -51,7 +52,7 @@ def _data(figure, levels, seeds, tasks, noise=CLEAN, baselines=(), partial=(), s
       arm_seeds = seeds(arm) if callable(seeds) else seeds
       curves[env, arm] = _curve(env, arm, level, arm_seeds, noise, partial=arm in partial,
                                 spread=(spread or {}).get(arm, 0.0))
-  return claims.FigureData(figure, curves, tuple(baselines), RESAMPLES)
+  return verdicts.FigureData(figure, curves, tuple(baselines), RESAMPLES)
 
 
 def _judge(index, data):
@@ -71,31 +72,31 @@ def _fig3(piekd, vanilla, ensemble, seeds, tasks, noise=CLEAN, **kwargs):
 # Scenarios: claim index -> verdict -> function (seeds, tasks) -> FigureData.
 SCENARIOS = {
     0: {  # in all tasks, better than every baseline
-        claims.HOLDS: lambda s, n: _fig3(1.0, 0.5, 0.6, s, n),
-        claims.CONTRADICTED: lambda s, n: _fig3([0.3] + [1.0] * 4, 0.5, 0.6, s, n),
-        claims.INCONCLUSIVE: lambda s, n: _fig3(0.8, 0.5, 0.8, s, n, noise=NOISY),
-        claims.NOT_ENOUGH_DATA: lambda s, n: _fig3(1.0, None, 0.6, s, n),
+        verdicts.HOLDS: lambda s, n: _fig3(1.0, 0.5, 0.6, s, n),
+        verdicts.CONTRADICTED: lambda s, n: _fig3([0.3] + [1.0] * 4, 0.5, 0.6, s, n),
+        verdicts.INCONCLUSIVE: lambda s, n: _fig3(0.8, 0.5, 0.8, s, n, noise=NOISY),
+        verdicts.NOT_ENOUGH_DATA: lambda s, n: _fig3(1.0, None, 0.6, s, n),
     },
     1: {  # (with identical draws, Ensemble-SAC equals SAC-PIEKD at every evaluation)  # throughout training, consistently better
-        claims.HOLDS: lambda s, n: _fig3(1.0, 0.5, 0.6, s, n),
-        claims.CONTRADICTED: lambda s, n: _fig3(0.5, 0.5, 1.0, s, n),
-        claims.INCONCLUSIVE: lambda s, n: _fig3(0.8, 0.8, 0.8, s, n, noise=NOISY),
-        claims.NOT_ENOUGH_DATA: lambda s, n: _fig3(1.0, 0.5, 0.6, 1, n),
+        verdicts.HOLDS: lambda s, n: _fig3(1.0, 0.5, 0.6, s, n),
+        verdicts.CONTRADICTED: lambda s, n: _fig3(0.5, 0.5, 1.0, s, n),
+        verdicts.INCONCLUSIVE: lambda s, n: _fig3(0.8, 0.8, 0.8, s, n, noise=NOISY),
+        verdicts.NOT_ENOUGH_DATA: lambda s, n: _fig3(1.0, 0.5, 0.6, 1, n),
     },
     2: {  # usually reaches the best baseline's converged return in half the steps
-        claims.HOLDS: lambda s, n: _fig3(2.0, 0.5, 0.6, s, n),
-        claims.CONTRADICTED: lambda s, n: _fig3(0.6, 0.5, 0.6, s, n),
+        verdicts.HOLDS: lambda s, n: _fig3(2.0, 0.5, 0.6, s, n),
+        verdicts.CONTRADICTED: lambda s, n: _fig3(0.6, 0.5, 0.6, s, n),
         # Even seeds reach it in a quarter of the steps, odd ones never.
-        claims.INCONCLUSIVE: lambda s, n: _fig3(1.0, 0.5, 0.5, s, n,
-                                                spread={'piekd': 1.0}),
-        claims.NOT_ENOUGH_DATA: lambda s, n: _fig3(2.0, 0.5, 0.6, s, n, partial=('piekd',)),
+        verdicts.INCONCLUSIVE: lambda s, n: _fig3(1.0, 0.5, 0.5, s, n,
+                                                  spread={'piekd': 1.0}),
+        verdicts.NOT_ENOUGH_DATA: lambda s, n: _fig3(2.0, 0.5, 0.6, s, n, partial=('piekd',)),
     },
     3: {  # in the majority of tasks, the worst member beats the baselines
-        claims.HOLDS: lambda s, n: _fig3(2.0, 0.5, 0.6, s, n),
-        claims.CONTRADICTED: lambda s, n: _fig3(0.5, 1.0, 1.0, s, n),
+        verdicts.HOLDS: lambda s, n: _fig3(2.0, 0.5, 0.6, s, n),
+        verdicts.CONTRADICTED: lambda s, n: _fig3(0.5, 1.0, 1.0, s, n),
         # SAC-PIEKD's worst member (its best less 0.1 of the ramp) equals the baselines.
-        claims.INCONCLUSIVE: lambda s, n: _fig3(0.9, 0.8, 0.8, s, n, noise=NOISY),
-        claims.NOT_ENOUGH_DATA: lambda s, n: _fig3(2.0, 0.5, None, s, n),
+        verdicts.INCONCLUSIVE: lambda s, n: _fig3(0.9, 0.8, 0.8, s, n, noise=NOISY),
+        verdicts.NOT_ENOUGH_DATA: lambda s, n: _fig3(2.0, 0.5, None, s, n),
     },
 }
 
@@ -118,9 +119,9 @@ def _aggregate_scenarios(figure, names, want, baselines=()):
   first, others, make, equal = _three(figure, names, baselines)
   good = {first: 1.0 if want == 'above' else 0.3, **dict.fromkeys(others, 0.6)}
   bad = {first: 0.3 if want == 'above' else 1.0, **dict.fromkeys(others, 0.6)}
-  return {claims.HOLDS: make(good), claims.CONTRADICTED: make(bad),
-          claims.INCONCLUSIVE: make(equal, NOISY),
-          claims.NOT_ENOUGH_DATA: make(good, drop=others[0])}
+  return {verdicts.HOLDS: make(good), verdicts.CONTRADICTED: make(bad),
+          verdicts.INCONCLUSIVE: make(equal, NOISY),
+          verdicts.NOT_ENOUGH_DATA: make(good, drop=others[0])}
 
 
 SCENARIOS[4] = _aggregate_scenarios(
@@ -144,10 +145,10 @@ def _fig6(piekd, random, seeds, tasks, spread=0.0):
 
 
 SCENARIOS[6] = {  # slightly better than a random teacher, not significantly
-    claims.HOLDS: lambda s, n: _fig6(0.81, 0.80, s, n),
-    claims.CONTRADICTED: lambda s, n: _fig6(1.2, 0.6, s, n),
-    claims.INCONCLUSIVE: lambda s, n: _fig6(0.8, 0.8, s, n, spread=1.0),
-    claims.NOT_ENOUGH_DATA: lambda s, n: _fig6(0.8, None, s, n),
+    verdicts.HOLDS: lambda s, n: _fig6(0.81, 0.80, s, n),
+    verdicts.CONTRADICTED: lambda s, n: _fig6(1.2, 0.6, s, n),
+    verdicts.INCONCLUSIVE: lambda s, n: _fig6(0.8, 0.8, s, n, spread=1.0),
+    verdicts.NOT_ENOUGH_DATA: lambda s, n: _fig6(0.8, None, s, n),
 }
 
 
@@ -158,10 +159,10 @@ def _fig7(k2, k3, k5, seeds, tasks, spread=0.0):
 
 
 SCENARIOS[8] = {  # approximately the same for K = 2, 3, 5
-    claims.HOLDS: lambda s, n: _fig7(0.8, 0.8, 0.8, s, n),
-    claims.CONTRADICTED: lambda s, n: _fig7(0.8, 0.8, 1.4, s, n),
-    claims.INCONCLUSIVE: lambda s, n: _fig7(0.8, 0.8, 0.8, s, n, spread=1.0),
-    claims.NOT_ENOUGH_DATA: lambda s, n: _fig7(0.8, None, 0.8, s, n),
+    verdicts.HOLDS: lambda s, n: _fig7(0.8, 0.8, 0.8, s, n),
+    verdicts.CONTRADICTED: lambda s, n: _fig7(0.8, 0.8, 1.4, s, n),
+    verdicts.INCONCLUSIVE: lambda s, n: _fig7(0.8, 0.8, 0.8, s, n, spread=1.0),
+    verdicts.NOT_ENOUGH_DATA: lambda s, n: _fig7(0.8, None, 0.8, s, n),
 }
 
 
@@ -172,21 +173,21 @@ def _fig8(i1000, seeds, tasks, spread=0.0):
 
 SCENARIOS[10] = {  # better than Ensemble-SAC on only 1 of 4 tasks
     # Better on the first task, the same as Ensemble-SAC on the others.
-    claims.HOLDS: lambda s, n: _fig8([1.2] + [0.6] * 4 if n >= 4 else [0.6], s, n),
+    verdicts.HOLDS: lambda s, n: _fig8([1.2] + [0.6] * 4 if n >= 4 else [0.6], s, n),
     # Better on two tasks (one task alone cannot contradict "1 of 4": it takes two).
-    claims.CONTRADICTED: lambda s, n: _fig8(1.2, s, max(n, 2)),
-    claims.INCONCLUSIVE: lambda s, n: _fig8(0.6, s, n, spread=1.0),
-    claims.NOT_ENOUGH_DATA: lambda s, n: _fig8(None, s, n),
+    verdicts.CONTRADICTED: lambda s, n: _fig8(1.2, s, max(n, 2)),
+    verdicts.INCONCLUSIVE: lambda s, n: _fig8(0.6, s, n, spread=1.0),
+    verdicts.NOT_ENOUGH_DATA: lambda s, n: _fig8(None, s, n),
 }
 
 CASES = [(index, verdict, seeds, tasks)
-         for index in sorted(SCENARIOS) for verdict in claims.VERDICTS
+         for index in sorted(SCENARIOS) for verdict in verdicts.VERDICTS
          for seeds in (3, 10) for tasks in (1, 5)]
 
 
 def test_every_claim_of_the_paper_has_scenarios():
   assert sorted(SCENARIOS) == list(range(len(claims.CLAIMS)))
-  assert {c.figure for c in claims.CLAIMS} == set(claims.PAPER_TASKS)
+  assert {c.figure for c in claims.CLAIMS} == set(verdicts.PAPER_TASKS)
 
 
 @pytest.mark.parametrize('index, verdict, seeds, tasks', CASES)
@@ -194,36 +195,37 @@ def test_claim_verdict_on_synthetic_curves(index, verdict, seeds, tasks):
   data = SCENARIOS[index][verdict](seeds, tasks)
   got = _judge(index, data)
   assert got.verdict == verdict, (claims.CLAIMS[index].words, got)
-  if verdict != claims.NOT_ENOUGH_DATA:
+  if verdict != verdicts.NOT_ENOUGH_DATA:
     assert got.tasks == len({env for env, _ in data.curves})
-    assert got.paper_tasks == claims.PAPER_TASKS[data.name]
+    assert got.paper_tasks == verdicts.PAPER_TASKS[data.name]
     assert got.numbers
 
 
 def test_counts_of_tasks():
-  assert claims._every([claims.YES] * 3) == claims.HOLDS
-  assert claims._every([claims.YES, claims.OPEN]) == claims.INCONCLUSIVE
-  assert claims._every([claims.YES, claims.NO]) == claims.CONTRADICTED
-  assert claims._most([claims.YES, claims.YES, claims.NO]) == claims.HOLDS
+  assert verdicts.every([verdicts.YES] * 3) == verdicts.HOLDS
+  assert verdicts.every([verdicts.YES, verdicts.OPEN]) == verdicts.INCONCLUSIVE
+  assert verdicts.every([verdicts.YES, verdicts.NO]) == verdicts.CONTRADICTED
+  assert verdicts.most([verdicts.YES, verdicts.YES, verdicts.NO]) == verdicts.HOLDS
   # 2 of 4 is not a majority; with one task open it still could become 3 of 4.
-  assert claims._most([claims.YES, claims.YES, claims.NO, claims.NO]) == claims.CONTRADICTED
-  assert claims._most([claims.YES, claims.YES, claims.NO, claims.OPEN]) == claims.INCONCLUSIVE
-  assert claims._most([claims.OPEN]) == claims.INCONCLUSIVE
+  yes, no, open_ = verdicts.YES, verdicts.NO, verdicts.OPEN
+  assert verdicts.most([yes, yes, no, no]) == verdicts.CONTRADICTED
+  assert verdicts.most([yes, yes, no, open_]) == verdicts.INCONCLUSIVE
+  assert verdicts.most([verdicts.OPEN]) == verdicts.INCONCLUSIVE
 
 
 def test_scope_names_the_papers_task_count():
-  got = _judge(0, SCENARIOS[0][claims.HOLDS](3, 1))
+  got = _judge(0, SCENARIOS[0][verdicts.HOLDS](3, 1))
   assert got.scope == "on 1 of the figure's 5 tasks"
   assert any('⚠' in line for line in got.numbers)  # 3 seeds: marked unreliable
-  got = _judge(0, SCENARIOS[0][claims.HOLDS](10, 5))
+  got = _judge(0, SCENARIOS[0][verdicts.HOLDS](10, 5))
   assert not any('⚠' in line for line in got.numbers)
 
 
 def test_paper_names():
-  assert claims.paper_name('piekd') == 'SAC-PIEKD'
-  assert claims.paper_name('piekd (ensemble_size=2)') == 'SAC-PIEKD (K=2)'
-  assert claims.paper_name('piekd (distill_interval=1000)') == 'SAC-PIEKD (I=1000)'
-  assert claims.paper_name('ensemble_sac [num_seeds=2]') == 'Ensemble-SAC [num_seeds=2]'
+  assert verdicts.paper_name('piekd') == 'SAC-PIEKD'
+  assert verdicts.paper_name('piekd (ensemble_size=2)') == 'SAC-PIEKD (K=2)'
+  assert verdicts.paper_name('piekd (distill_interval=1000)') == 'SAC-PIEKD (I=1000)'
+  assert verdicts.paper_name('ensemble_sac [num_seeds=2]') == 'Ensemble-SAC [num_seeds=2]'
 
 
 def test_docs_hold_the_claims_table_of_the_code():

@@ -148,7 +148,6 @@ def test_check_resumable():
       config_lib.check_resumable(run, dataclasses.replace(run, **{name: value}))
 
 
-
 def _variant(variant, **changes):
   config = config_lib.apply_variant(config_lib.Config(variant=variant, **changes),
                                     frozenset(changes))

@@ -14,6 +14,7 @@ from piekd_mjx import distill
 from piekd_mjx import ensemble
 from piekd_mjx import replay as replay_lib
 from piekd_mjx import sac as sac_lib
+from piekd_mjx import teaching
 from piekd_mjx.config import Config
 
 OBS, ACT, K, CAPACITY, BATCH, M = 3, 2, 3, 64, 8, 5
@@ -130,7 +131,7 @@ def _gaussians(key, shape):
           jax.random.uniform(keys[3], shape, minval=-1.0, maxval=0.5))
 
 
-@pytest.mark.parametrize('kl_fn', [distill.gaussian_kl, jax.jit(distill.gaussian_kl)])
+@pytest.mark.parametrize('kl_fn', [teaching.gaussian_kl, jax.jit(teaching.gaussian_kl)])
 def test_gaussian_kl_matches_monte_carlo(kl_fn):
   mean_p, log_std_p, mean_q, log_std_q = _gaussians(jax.random.key(0), (4, ACT))
   kl = kl_fn(mean_p, log_std_p, mean_q, log_std_q)  # [4]
@@ -145,7 +146,7 @@ def test_gaussian_kl_matches_monte_carlo(kl_fn):
   np.testing.assert_allclose(kl, log_ratio.mean(axis=1), rtol=0.03, atol=0.01)
 
 
-@pytest.mark.parametrize('kl_fn', [distill.gaussian_kl, jax.jit(distill.gaussian_kl)])
+@pytest.mark.parametrize('kl_fn', [teaching.gaussian_kl, jax.jit(teaching.gaussian_kl)])
 def test_gaussian_kl_zero_on_itself_and_non_negative(kl_fn):
   mean_p, log_std_p, mean_q, log_std_q = _gaussians(jax.random.key(1), (256, ACT))
   np.testing.assert_array_equal(kl_fn(mean_p, log_std_p, mean_p, log_std_p), 0.0)
@@ -168,7 +169,7 @@ def test_no_gradient_reaches_the_teacher():
   weight = jnp.ones((BATCH,))
 
   def loss(student_actor, student_critic, teacher_actor, teacher_critic):
-    policy_kl, critic_mse = distill.distillation_losses(
+    policy_kl, critic_mse = teaching.distillation_losses(
         s, student_actor, student_critic, teacher_actor, teacher_critic, batch, weight)
     return policy_kl + critic_mse
 
@@ -187,7 +188,7 @@ def test_distillation_losses_mask_rows_and_vanish_on_the_teacher():
   batch = _transitions(jax.random.key(2), BATCH)
   weight = (jnp.arange(BATCH) < 5).astype(jnp.float32)
   first = jax.tree.map(lambda x: x[:5], batch)
-  losses = jax.jit(functools.partial(distill.distillation_losses, s))
+  losses = jax.jit(functools.partial(teaching.distillation_losses, s))
   masked = losses(student.actor_params, student.critic_params,
                                        teacher.actor_params, teacher.critic_params, batch,
                                        weight)
@@ -204,8 +205,8 @@ def test_distillation_losses_mask_rows_and_vanish_on_the_teacher():
 # -- teacher election --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize('elect', [distill.elect_teacher,
-                                   jax.jit(distill.elect_teacher, static_argnums=0)])
+@pytest.mark.parametrize('elect', [teaching.elect_teacher,
+                                   jax.jit(teaching.elect_teacher, static_argnums=0)])
 def test_best_teacher_is_argmax_among_members_with_a_return(elect):
   key = jax.random.key(0)
   teacher, skipped = elect('best', _ensemble_state(TEACHER_1), key)
@@ -231,14 +232,14 @@ def test_random_teacher_is_uniform():
   keys = jax.random.split(jax.random.key(0), num_keys)
   state = _ensemble_state(([], [], []))  # never skipped, even without returns
   teachers, skipped = jax.jit(jax.vmap(
-      lambda key: distill.elect_teacher('random', state, key)))(keys)
+      lambda key: teaching.elect_teacher('random', state, key)))(keys)
   assert not np.any(skipped)
   counts = np.bincount(np.asarray(teachers), minlength=K)
   assert counts.shape == (K,)
   expected = num_keys / K
   chi2 = np.sum((counts - expected) ** 2 / expected)
   assert chi2 < 13.8  # p = 0.001 for 2 degrees of freedom
-  assert int(distill.elect_teacher('random', state, keys[0])[0]) == int(teachers[0])
+  assert int(teaching.elect_teacher('random', state, keys[0])[0]) == int(teachers[0])
 
 
 # -- the 'full' data schedule -------------------------------------------------------------
@@ -288,7 +289,7 @@ def test_full_mode_masks_rows_past_size_and_uses_the_partial_slice():
 
 def test_distillation_moves_students_to_the_teacher_and_keeps_the_teacher():
   members, replay_state = _members(), _filled(50)
-  losses = jax.jit(functools.partial(distill.distillation_losses,
+  losses = jax.jit(functools.partial(teaching.distillation_losses,
                                      sac_lib.make_sac(CONFIG, OBS, ACT)))
   out, metrics = _phase(CONFIG)(members, replay_state, _ensemble_state(TEACHER_1),
                                 jax.random.key(0))

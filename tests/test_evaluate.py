@@ -9,8 +9,8 @@ import pytest
 
 from piekd_mjx import config as config_lib
 from piekd_mjx import evaluate as evaluate_lib
+from piekd_mjx import programs as programs_lib
 from piekd_mjx import sac as sac_lib
-from piekd_mjx import train as train_lib
 from piekd_mjx.envs.base import State
 
 S, K, E = 2, 2, 4
@@ -138,7 +138,7 @@ def test_trainer_evaluation_leaves_the_training_environments_alone():
       variant='ensemble_sac', num_seeds=S, hidden_sizes=(8, 8), batch_size=8,
       warmup_steps=8, replay_capacity=64, eval_episodes=E, episode_length=length))
   config.validate()
-  trainer = train_lib.make_trainer(config, StubTask('start', random_start=True))
+  trainer = programs_lib.make_trainer(config, StubTask('start', random_start=True))
   state = trainer.init()
   before = jax.tree.map(np.array, state)
   returns = np.asarray(trainer.evaluate(state))

@@ -1,4 +1,4 @@
-"""Runs trained as the lanes of one program (train.make_group_trainer, run.run_group):
+"""Runs trained as the lanes of one program (programs.make_group_trainer, run.run_group):
 each run's records equal those of the same run trained alone, bit for bit on a CPU,
 for variants of every phase kind, SAC scalars and intervals grouped together; a group
 resumes exactly; and the lane adapters (piekd_mjx/lanes.py) against their definitions.
@@ -15,14 +15,16 @@ import numpy as np
 import pytest
 
 from piekd_mjx import config as config_lib
+from piekd_mjx import keys as keys_lib
 from piekd_mjx import lanes as lanes_lib
+from piekd_mjx import programs as programs_lib
+from piekd_mjx import records as records_lib
 from piekd_mjx import run as run_lib
-from piekd_mjx import train as train_lib
 
 # These tests share the module's group trainer and reference runs: one xdist worker.
 pytestmark = pytest.mark.xdist_group('lanes')
 
-SETTING = dict(env='inverted_pendulum', num_seeds=1, ensemble_size=3, hidden_sizes=(8, 8),
+SETTING = dict(env='stub', num_seeds=1, ensemble_size=3, hidden_sizes=(8, 8),
                total_steps=1200, eval_every=400, warmup_steps=200, batch_size=16,
                log_every=200, eval_episodes=2, replay_capacity=2000, checkpoint_every=400,
                keep_checkpoints=1, distill_data='sample', distill_sample_batches=2,
@@ -56,12 +58,12 @@ CONFIGS = [make_config(**arm) for arm in ARMS]
 def records(run_dir) -> list[dict]:
   with open(os.path.join(run_dir, 'metrics.jsonl'), encoding='utf-8') as f:
     return [{k: v for k, v in json.loads(line).items()
-             if k not in run_lib.WALL_CLOCK_FIELDS} for line in f]
+             if k not in records_lib.WALL_CLOCK_FIELDS} for line in f]
 
 
 @pytest.fixture(scope='module')
 def group(task_cache):
-  return train_lib.make_group_trainer(CONFIGS, task_cache('inverted_pendulum'))
+  return programs_lib.make_group_trainer(CONFIGS, task_cache('stub'))
 
 
 @pytest.fixture(scope='module')
@@ -72,7 +74,7 @@ def alone(tmp_path_factory, task_cache):
   for r, config in enumerate(CONFIGS):
     dirs.append(str(root / f'run{r}'))
     run_lib.run(config, dirs[-1], out=io.StringIO(), err=io.StringIO(),
-                trainer=train_lib.make_trainer(config, task_cache('inverted_pendulum')))
+                trainer=programs_lib.make_trainer(config, task_cache('stub')))
   return dirs
 
 
@@ -115,15 +117,15 @@ def test_a_grouped_run_equals_the_run_trained_alone(tmp_path, group, alone):
 
 def test_a_killed_group_resumes_exactly(tmp_path, group, alone):
 
-  def train(state, num_steps):
+  def chunk(state, num_steps, learn):
     if int(state.step) >= 600:
       raise RuntimeError('killed')
-    return group.train(state, num_steps)
+    return group.chunk(state, num_steps, learn)
 
   dirs = [str(tmp_path / f'run{r}') for r in range(len(CONFIGS))]
   with pytest.raises(RuntimeError, match='killed'):
     run_lib.run_group(CONFIGS, dirs, str(tmp_path / 'group'), out=io.StringIO(),
-                      err=io.StringIO(), trainer=group._replace(train=train))
+                      err=io.StringIO(), trainer=group._replace(chunk=chunk))
   assert records(dirs[0])[-1]['step'] == 400
   run_lib.run_group(CONFIGS, dirs, str(tmp_path / 'group'), out=io.StringIO(),
                     err=io.StringIO(), trainer=group, resume=True)
@@ -154,8 +156,8 @@ def test_a_phase_program_copies_no_lane_array(batch, group):
   state = group.init()
   for config, lanes in ((CONFIGS[0], [0]), (CONFIGS[0], [0, 1, 7]), (CONFIGS[2], [3]),
                         (CONFIGS[4], [5])):
-    program = train_lib._phase_program(  # pylint: disable=protected-access
-        train_lib.phase_key(config), group.task, batch)
+    program = programs_lib._phase_program(  # pylint: disable=protected-access
+        keys_lib.phase_key(config), group.task, batch)
     text = program.lower(state, group.settings, jnp.asarray(lanes, jnp.int32)).compile(
         ).as_text()
     copies = [line for line in text.splitlines()
@@ -165,10 +167,10 @@ def test_a_phase_program_copies_no_lane_array(batch, group):
 
 def test_a_group_needs_one_program():
   with pytest.raises(ValueError, match='group_key'):
-    train_lib.make_group_trainer([CONFIGS[0], make_config(variant='piekd',
+    programs_lib.make_group_trainer([CONFIGS[0], make_config(variant='piekd',
                                                           hidden_sizes=(4, 4))])
   with pytest.raises(ValueError, match='group_key'):
-    train_lib.make_group_trainer([CONFIGS[0], make_config(variant='piekd',
+    programs_lib.make_group_trainer([CONFIGS[0], make_config(variant='piekd',
                                                           eval_every=300)])
 
 

@@ -183,7 +183,6 @@ def test_check_memory_counts_every_seed():
     resources.check_memory(dataclasses.replace(config, num_seeds=5), 100, available)
 
 
-
 # -- what --overwrite may delete ------------------------------------------------------------
 
 

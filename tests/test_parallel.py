@@ -4,16 +4,17 @@ runs, kill and signals are in test_sweep_runs.py."""
 import dataclasses
 
 from piekd_mjx import parallel
-from piekd_mjx import sweep
+from piekd_mjx import plan
+from piekd_mjx import rootdir
 from piekd_mjx.config import Config
 
 
 def test_a_group_reaches_its_child_as_it_was_planned(tmp_path):
   configs = [Config(env='hopper', num_seeds=2, hidden_sizes=(8, 8), out_dir=str(tmp_path)),
              Config(env='hopper', variant='piekd', num_seeds=3)]
-  group = sweep.Group(
-      (sweep.RunStatus(configs[0], str(tmp_path / 'a'), 'partial', 2000),
-       sweep.RunStatus(configs[1], str(tmp_path / 'b'), 'new')),
+  group = plan.Group(
+      (rootdir.RunStatus(configs[0], str(tmp_path / 'a'), 'partial', 2000),
+       rootdir.RunStatus(configs[1], str(tmp_path / 'b'), 'new')),
       str(tmp_path / 'groups' / 'g'), split=True)
   again = parallel.group_from_json(parallel.group_to_json(group))
   assert again == group

@@ -2,7 +2,7 @@
 127.0.0.1 (``launch``) stops in both when one of them is signalled, refuses a resume
 on one process, and is resumed by a sweep of two processes to the records of one
 process; and the flags of ``jax.distributed.initialize`` with the launchers'
-environments."""
+environments. The runs are of the physics-free ``stub`` task (envs/stub.py)."""
 
 import json
 import os
@@ -26,7 +26,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 4 seeds, 2 lanes a process, phases and checkpoints every 250 steps. The lane program
 # is test_sharding's (4 lanes of its SETTING), so the one-process run and that test's
 # one-device group share their compiled programs (the two run one after the other).
-FLAGS = ['--env=inverted_pendulum', '--variant=piekd', '--num_seeds=4', '--ensemble_size=3',
+FLAGS = ['--env=stub', '--variant=piekd', '--num_seeds=4', '--ensemble_size=3',
          '--hidden_sizes=8,8', '--total_steps=500', '--eval_every=250', '--warmup_steps=200',
          '--batch_size=16', '--log_every=50', '--eval_episodes=2', '--replay_capacity=1000',
          '--checkpoint_every=250', '--distill_data=sample', '--distill_sample_batches=2',

@@ -4,7 +4,8 @@ device, evaluations; bit for bit with jax 0.9, to float32 rounding with 0.10), e
 device holds its own lanes' state and replay buffers, a group's checkpoint restores
 onto the devices (test_processes resumes one over processes), lanes that do not divide
 over the devices given are refused and 0 devices takes as many as divide them; and the
-host's lists of each device's lanes."""
+host's lists of each device's lanes. The runs are of the physics-free ``stub`` task
+(envs/stub.py)."""
 
 import os
 import subprocess
@@ -25,13 +26,14 @@ SCRIPT = textwrap.dedent('''
     import jax
     import numpy as np
     from jax.sharding import PartitionSpec
-    from piekd_mjx import checkpoint as checkpoint_lib, config as config_lib, run as run_lib
-    from piekd_mjx import sharding, train as train_lib
+    from piekd_mjx import checkpoint as checkpoint_lib, config as config_lib
+    from piekd_mjx import programs as programs_lib, sharding, train as train_lib
+    from piekd_mjx import records as records_lib, run as run_lib
 
     jax.config.update('jax_compilation_cache_dir', sys.argv[2])
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
     assert len(jax.devices()) == 2, jax.devices()
-    SETTING = dict(env='inverted_pendulum', num_seeds=2, ensemble_size=3, hidden_sizes=(8, 8),
+    SETTING = dict(env='stub', num_seeds=2, ensemble_size=3, hidden_sizes=(8, 8),
                    total_steps=600, eval_every=300, warmup_steps=200, batch_size=16,
                    log_every=200, eval_episodes=2, replay_capacity=1000,
                    checkpoint_every=300, keep_checkpoints=1, distill_data='sample',
@@ -47,18 +49,19 @@ SCRIPT = textwrap.dedent('''
 
     def assert_same(a, b):
       # Equal but for float32 rounding: jax 0.10 compiles the per-device programs to
-      # code that rounds a few SAC metrics differently (up to 2e-6 here), 0.9 does not.
+      # code that rounds a few SAC metrics differently (up to 1.2e-5 relative here, over
+      # the hundreds of updates a metric averages), 0.9 does not.
       assert [[r['step'] for r in x] for x in a] == [[r['step'] for r in x] for x in b]
       for p, q in zip(sum(a, []), sum(b, [])):
         assert p.keys() == q.keys(), (p.keys(), q.keys())
         for k in p:
           np.testing.assert_allclose(np.asarray(p[k], float), np.asarray(q[k], float),
-                                     rtol=1e-5, atol=1e-6, err_msg=f"{p['step']} {k}")
+                                     rtol=1e-4, atol=1e-6, err_msg=f"{p['step']} {k}")
 
     def records(run_dir):
       with open(os.path.join(run_dir, 'metrics.jsonl')) as f:
         return [{k: v for k, v in json.loads(line).items()
-                 if k not in run_lib.WALL_CLOCK_FIELDS} for line in f]
+                 if k not in records_lib.WALL_CLOCK_FIELDS} for line in f]
 
     def group(devices, root, **kw):
       dirs = [os.path.join(root, f'run{r}') for r in range(len(ARMS))]
@@ -75,7 +78,7 @@ SCRIPT = textwrap.dedent('''
     assert [r['step'] for r in one[0]] == [300, 600] and 'distill/policy_kl_after' in one[0][1]
 
     # A group checkpointed on the two devices and restored there.
-    trainer = train_lib.make_group_trainer(configs(2))
+    trainer = programs_lib.make_group_trainer(configs(2))
     checkpointer = checkpoint_lib.Checkpointer(os.path.join(root, 'two', 'group'), 1,
                                               sharding.abstract(jax.eval_shape(trainer.init),
                                                                 trainer.mesh))
@@ -91,7 +94,7 @@ SCRIPT = textwrap.dedent('''
     assert sorted(s.data.shape[0] for s in data.addressable_shards) == [2, 2]
     assert {s.device for s in data.addressable_shards} == set(jax.devices())
     # A phase of lanes of one device only, then of both: as on one device.
-    single = train_lib.make_group_trainer(configs(1))
+    single = programs_lib.make_group_trainer(configs(1))
     other, _ = single.collect(single.init(), 5)
     for lanes in ([3], [0, 2, 3]):
       state, got = trainer.phase(state, lanes)
@@ -108,14 +111,14 @@ SCRIPT = textwrap.dedent('''
           leaf.shape, leaf.sharding)
     three = lambda devices: configs(devices, num_seeds=1)[:1] + configs(devices)[1:]
     try:
-      train_lib.make_group_trainer(three(2))
+      programs_lib.make_group_trainer(three(2))
     except ValueError as e:
       assert '--num_devices=2' in str(e) and '3 lanes' in str(e), e
     else:
       raise AssertionError('3 lanes on 2 devices were not refused')
     # 0 takes as many devices as divide the lanes: 1 of 2 for 3 lanes, 2 for 4.
-    assert train_lib.make_group_trainer(three(0)).mesh is None
-    assert train_lib.make_group_trainer(configs(0)).mesh.size == 2
+    assert programs_lib.make_group_trainer(three(0)).mesh is None
+    assert programs_lib.make_group_trainer(configs(0)).mesh.size == 2
     print('ok')
 ''')
 

@@ -11,9 +11,14 @@ import sys
 import pytest
 
 from piekd_mjx import config as config_lib
+from piekd_mjx import costs
+from piekd_mjx import dispatch
+from piekd_mjx import figures as figures_lib
 from piekd_mjx import grid
+from piekd_mjx import plan
+from piekd_mjx import resources
+from piekd_mjx import rootdir
 from piekd_mjx import rundir
-from piekd_mjx import sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -163,14 +168,14 @@ def test_profile_and_overrides_scale_every_figure(tmp_path):
 def test_phase_steps_of_the_plan_follow_the_phase_rule():
   config = config_lib.apply_variant(config_lib.Config(
       variant='piekd', total_steps=30_000, num_seeds=2, replay_capacity=12_000))
-  status = sweep.RunStatus(config, '', 'new')
-  work = sweep.work_of(status, 100, 'last')
+  status = rootdir.RunStatus(config, '', 'new')
+  work = costs.work_of(status, 100, 'last')
   # Phases at 15k and 20k and 25k: 5 epochs over min(t, C) = 12,000 rows in slices of
   # 256 (47 slices), for the two students of each of two seeds.
   assert work.phase_steps == 3 * 5 * 47 * 2 * 2
   assert work.env_steps == 60_000 and work.sac_updates == 2 * 3 * 20_000
   assert work.checkpoint_bytes == 2 * 12_000 * 100
-  assert sweep.work_of(status, 100, 'report').checkpoint_bytes == 0
+  assert costs.work_of(status, 100, 'report').checkpoint_bytes == 0
 
 
 # -- run directories ---------------------------------------------------------------------
@@ -195,37 +200,37 @@ def _write(run_dir, config, steps):
 def test_the_state_of_a_run_directory(tmp_path):
   config = _config()
   run = str(tmp_path / 'run')
-  assert sweep.status_of(config, run).state == 'new'
+  assert rootdir.status_of(config, run).state == 'new'
   os.makedirs(run)
   open(os.path.join(run, rundir.LOCK_FILE), 'w').close()
-  assert sweep.status_of(config, run).state == 'new'  # killed before its config.json
+  assert rootdir.status_of(config, run).state == 'new'  # killed before its config.json
   _write(run, config, [1000, 2000])
-  assert (sweep.status_of(config, run).state, sweep.status_of(config, run).step) == (
+  assert (rootdir.status_of(config, run).state, rootdir.status_of(config, run).step) == (
       'partial', 2000)
   _write(run, config, [1000, 2000, 3000])
-  assert sweep.status_of(config, run).state == 'done'
+  assert rootdir.status_of(config, run).state == 'done'
   longer = dataclasses.replace(config, total_steps=5000)
-  assert sweep.status_of(longer, run).state == 'partial'  # extended
+  assert rootdir.status_of(longer, run).state == 'partial'  # extended
   # A run asked for longer before goes to its own end, not back to this sweep's.
   _write(run, longer, [1000])
-  assert sweep.status_of(config, run).config.total_steps == 5000
-  other = sweep.status_of(_config(actor_lr=1e-3), run)
+  assert rootdir.status_of(config, run).config.total_steps == 5000
+  other = rootdir.status_of(_config(actor_lr=1e-3), run)
   assert other.state == 'conflict' and 'actor_lr=0.0003 where the sweep runs 0.001' in (
       other.reason)
-  assert sweep.status_of(_config(eval_every=500), run).state == 'conflict'
+  assert rootdir.status_of(_config(eval_every=500), run).state == 'conflict'
   (tmp_path / 'mine').mkdir()
   (tmp_path / 'mine' / 'notes.txt').write_text('')
-  assert sweep.status_of(config, str(tmp_path / 'mine')).state == 'conflict'
+  assert rootdir.status_of(config, str(tmp_path / 'mine')).state == 'conflict'
 
 
 def test_a_held_run_is_busy_to_everyone_else(tmp_path):
   config, run = _config(), str(tmp_path / 'run')
-  with sweep.hold(run) as held:
+  with rootdir.hold(run) as held:
     assert held
-    assert sweep.status_of(config, run).state == 'busy'
-    with sweep.hold(run) as again:  # another open file description: another holder
+    assert rootdir.status_of(config, run).state == 'busy'
+    with rootdir.hold(run) as again:  # another open file description: another holder
       assert not again
-  assert sweep.status_of(config, run).state == 'new'
+  assert rootdir.status_of(config, run).state == 'new'
   # The lock file is a run's own entry: --overwrite may still replace the directory.
   _write(run, config, [1000])
   os.remove(os.path.join(run, 'metrics.jsonl'))
@@ -258,9 +263,9 @@ def test_each_group_starts_with_room_for_its_programs(tmp_path, monkeypatch):
       return None
 
   dirs = [str(tmp_path / name) for name in ('a', 'b')]
-  groups = [sweep.Group((sweep.status_of(_config(seed=i), d),), d)
+  groups = [plan.Group((rootdir.status_of(_config(seed=i), d),), d)
             for i, d in enumerate(dirs)]
-  assert sweep.train_runs(groups, Untrained(), 'last') == 0
+  assert dispatch.train_runs(groups, Untrained(), 'last') == 0
   assert calls == ['room', 'a', 'room', 'b']
 
 
@@ -270,23 +275,23 @@ def test_groups_are_runs_of_one_program_split_to_fit_memory(tmp_path):
              _config(variant='ensemble_sac', num_seeds=1),
              _config(variant='piekd', num_seeds=2, hidden_sizes=(64, 64)),  # another program
              _config(variant='piekd_random_teacher', num_seeds=2)]
-  listed = [sweep.RunStatus(c, sweep.run_dir(root, c), 'new') for c in configs]
+  listed = [rootdir.RunStatus(c, rootdir.run_dir(root, c), 'new') for c in configs]
   row = 100  # bytes per stored transition
 
   def names(groups):
     return [[configs.index(s.config) for s in g.runs] for g in groups]
 
-  alone = sweep.plan_groups(root, listed, False, lambda c: row, 2**40)
+  alone = plan.plan_groups(root, listed, False, lambda c: row, 2**40)
   assert names(alone) == [[0], [1], [2], [3], [4]]
   assert all(g.directory == g.runs[0].run_dir for g in alone)
-  grouped = sweep.plan_groups(root, listed, True, lambda c: row, 2**40)
+  grouped = plan.plan_groups(root, listed, True, lambda c: row, 2**40)
   assert names(grouped) == [[0, 1, 2, 4], [3]]
   assert grouped[0].lanes == 7 and grouped[0].directory.startswith(
       os.path.join(root, 'groups', 'inverted_pendulum-K3-L7-'))
   # The buffers of 4 lanes fit (plus the margin): the group splits at a run's border.
   lane = configs[0].replay_capacity * row
-  split = sweep.plan_groups(root, listed, True, lambda c: row,
-                            4 * lane + sweep.MEMORY_MARGIN_BYTES)
+  split = plan.plan_groups(root, listed, True, lambda c: row,
+                            4 * lane + resources.MEMORY_MARGIN_BYTES)
   assert names(split) == [[0, 1], [2, 4], [3]]
   assert [g.split for g in split] == [True, True, False]
   # A group an earlier sweep checkpointed forms again, whatever the new runs; a run cut
@@ -297,7 +302,7 @@ def test_groups_are_runs_of_one_program_split_to_fit_memory(tmp_path):
     json.dump({'runs': [listed[4].run_dir, listed[1].run_dir]}, f)
   os.makedirs(os.path.join(listed[0].run_dir, 'checkpoints', '1000'))
   listed[0] = dataclasses.replace(listed[0], state='partial', step=1000)
-  again = sweep.plan_groups(root, listed, True, lambda c: row, 2**40)
+  again = plan.plan_groups(root, listed, True, lambda c: row, 2**40)
   assert names(again) == [[4, 1], [0], [2], [3]]
   assert again[0].directory == started and again[1].directory == listed[0].run_dir
 
@@ -306,18 +311,60 @@ def test_prune_keeps_the_newest_checkpoint_or_none(tmp_path):
   for step in ('1000', '2000', '3000'):
     (tmp_path / 'checkpoints' / step).mkdir(parents=True)
   (tmp_path / 'checkpoints.corrupt' / '500').mkdir(parents=True)
-  sweep.prune(str(tmp_path), 'last')
+  dispatch.prune(str(tmp_path), 'last')
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3000']
-  sweep.prune(str(tmp_path), 'report')
+  dispatch.prune(str(tmp_path), 'report')
   assert sorted(os.listdir(tmp_path)) == []
 
 
 def test_a_figure_varying_another_field_draws_a_line_per_value(tmp_path):
   varied = dataclasses.replace(figure(['ensemble_sac', 'piekd'], num_seeds=(2, 3)),
                                baselines=('ensemble_sac',))
-  sweep.write_figures(str(tmp_path), [varied])
+  figures_lib.write_figures(str(tmp_path), [varied])
   written = json.loads((tmp_path / 'figures' / 'f.json').read_text())
   assert written['labels'] == ['ensemble_sac [num_seeds=2]', 'ensemble_sac [num_seeds=3]',
                                'piekd [num_seeds=2]', 'piekd [num_seeds=3]']
   assert written['baselines'] == written['labels'][:2]
   assert len({c['run'] for c in written['cells']}) == 4
+
+
+def test_a_calibration_is_kept_on_the_machine_and_the_roots_runs_come_first(tmp_path,
+                                                                            monkeypatch):
+  """The plan times a kind of run once per machine: the calibration is kept in the
+  user's cache and read back by the next plan, on any root; a root whose runs have
+  records of that kind uses them instead."""
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+  timed = []
+  monkeypatch.setattr(costs, 'calibrated_seconds_per_step',
+                      lambda trainer: timed.append(trainer) or 0.004)
+
+  class Trainers:
+    def trainer(self, config):
+      return config.env
+
+  config = _config(env='hopper')
+  assert costs.seconds_per_step(str(tmp_path / 'a'), config, Trainers(), False) == (
+      None, 'no measurement in the root (pass --calibrate)')
+  seconds, source = costs.seconds_per_step(str(tmp_path / 'a'), config, Trainers(), True)
+  assert (seconds, timed) == (0.004, ['hopper']) and source.startswith('calibrated here')
+  with open(costs.calibrations_path(), encoding='utf-8') as f:
+    kept = json.load(f)
+  assert [list(machine.values()) for machine in kept.values()] == [[0.004]]
+  for calibrate in (False, True):  # another root, another sweep: no second timing
+    seconds, source = costs.seconds_per_step(str(tmp_path / 'b'), config, Trainers(),
+                                             calibrate)
+    assert (seconds, len(timed)) == (0.004, 1) and 'before' in source
+  # Another kind of run (K = 1) is timed on its own.
+  other = _config(env='hopper', variant='vanilla_sac')
+  assert costs.seconds_per_step(str(tmp_path / 'b'), other, Trainers(), True)[0] == 0.004
+  assert len(timed) == 2
+  # The root's own records of the kind win over any calibration.
+  run_dir = rootdir.run_dir(str(tmp_path / 'c'), config)
+  os.makedirs(run_dir)
+  with open(os.path.join(run_dir, rundir.CONFIG_FILE), 'w', encoding='utf-8') as f:
+    json.dump(dataclasses.asdict(config), f)
+  with open(os.path.join(run_dir, rundir.METRICS_FILE), 'w', encoding='utf-8') as f:
+    for step, rate in ((1000, 10.0), (2000, 50.0), (3000, 50.0)):
+      f.write(json.dumps({'step': step, 'steps_per_second': rate}) + '\n')
+  seconds, source = costs.seconds_per_step(str(tmp_path / 'c'), config, Trainers(), True)
+  assert seconds == pytest.approx(1 / 50) and source.startswith('measured by the root')

@@ -16,8 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from piekd_mjx import claims
-from piekd_mjx import run as run_lib
+from piekd_mjx import records as records_lib
+from piekd_mjx import verdicts
 
 pytestmark = pytest.mark.xdist_group('checkpoint')
 
@@ -50,7 +50,7 @@ def records(run_dir):
 
 
 def comparable(run_dir):
-  return [{k: v for k, v in r.items() if k not in run_lib.WALL_CLOCK_FIELDS}
+  return [{k: v for k, v in r.items() if k not in records_lib.WALL_CLOCK_FIELDS}
           for r in records(run_dir)]
 
 
@@ -150,7 +150,7 @@ def test_the_report_of_a_sweep_reads_its_runs(two_at_once, tmp_path):
     last = records(os.path.join(root, 'runs', cell['run']))[-3:]  # the converged return
     best = np.mean([r['eval/return_best'] for r in last])
     row = next(l for l in text.splitlines()
-               if l.startswith(f'| inverted_pendulum | {claims.paper_name(cell["arm"])} |'))
+               if l.startswith(f'| inverted_pendulum | {verdicts.paper_name(cell["arm"])} |'))
     assert f'| 2 | 3,000 | {best:,.1f} ' in row, (row, best)
   svg = (tmp_path / 'tiny-inverted_pendulum.svg').read_text()
   assert 'Ensemble-SAC' in svg and 'SAC-PIEKD' in svg and 'dashed: worst member' in svg

@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 from piekd_mjx import config as config_lib
+from piekd_mjx import keys as keys_lib
+from piekd_mjx import lanes as lanes_lib
+from piekd_mjx import programs as programs_lib
 from piekd_mjx import run as run_lib
 from piekd_mjx import train as train_lib
 
@@ -20,9 +23,10 @@ SMALL = dict(env='inverted_pendulum', hidden_sizes=(64, 64), batch_size=128,
              replay_capacity=20_000, eval_episodes=5, log_every=5000)
 
 
-# A tinier one for the tests of the program's structure; the capacity is a size no
-# other array of the program has, so the buffer can be found in the compiled program.
-TINY = dict(hidden_sizes=(8, 8), batch_size=8, warmup_steps=8, replay_capacity=4099,
+# A tinier one for the tests of the program's structure, on the physics-free task (the
+# physics is not their subject); the capacity is a size no other array of the program
+# has, so the buffer can be found in the compiled program.
+TINY = dict(env='stub', hidden_sizes=(8, 8), batch_size=8, warmup_steps=8, replay_capacity=4099,
             total_steps=100)
 
 
@@ -42,8 +46,8 @@ def tiny_trainer(task_cache):
   def get(num_seeds, seed_batch):
     if (num_seeds, seed_batch) not in trainers:
       config = small_config(**TINY, num_seeds=num_seeds, seed_batch=seed_batch)
-      trainers[num_seeds, seed_batch] = train_lib.make_trainer(
-          config, task_cache('inverted_pendulum'))
+      trainers[num_seeds, seed_batch] = programs_lib.make_trainer(
+          config, task_cache(config.env))
     return trainers[num_seeds, seed_batch]
 
   return get
@@ -87,9 +91,9 @@ def test_static_control_flow_steps_as_the_dynamic_bit_for_bit(num_seeds, seed_ba
   # (XLA fuses the updates' reductions differently), with episodes ending (and
   # restarting) along the way; warm-up chunks are bit-equal.
   dynamic = tiny_trainer(num_seeds, seed_batch)
-  static = train_lib.make_trainer(
+  static = programs_lib.make_trainer(
       small_config(**TINY, num_seeds=num_seeds, seed_batch=seed_batch,
-                   control_flow='static'), task_cache('inverted_pendulum'))
+                   control_flow='static'), task_cache('stub'))
   assert train_lib.static_control(static.config)
   assert not train_lib.static_control(dynamic.config)  # 'auto' on a CPU
   chunks = [(6, False), (6, False), (8, True), (8, True)]
@@ -123,7 +127,7 @@ def test_vmap_or_squeeze_equals_vmap():
   tree = {'a': jnp.asarray(rng.normal(size=(1, 3, 4)), jnp.float32),
           'b': jnp.asarray(rng.normal(size=(1, 4, 2)), jnp.float32)}
   x = jnp.asarray(rng.normal(size=(1, 3, 2)), jnp.float32)
-  got = train_lib.vmap_or_squeeze(fn, 1)(tree, x)
+  got = lanes_lib.over_lanes(fn, 1)(tree, x)
   want = jax.vmap(fn)(tree, x)
   assert jax.tree.structure(got) == jax.tree.structure(want)
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
@@ -178,16 +182,17 @@ def test_runs_that_differ_only_in_seed_share_their_programs(tiny_trainer):
   # The base key is an argument of init and evaluate, so a sweep over --seed compiles
   # each program once; the runs still start from different states.
   trainers = [tiny_trainer(1, 0),
-              train_lib.make_trainer(small_config(**TINY, num_seeds=1, seed=7),
+              programs_lib.make_trainer(small_config(**TINY, num_seeds=1, seed=7),
                                      tiny_trainer(1, 0).task)]
   states = [trainer.init() for trainer in trainers]
   assert not np.array_equal(states[0].key, states[1].key)
   assert trainers[0].chunk.func is trainers[1].chunk.func
   texts = [t.init.func.lower(*t.init.args).as_text() for t in trainers]
   assert texts[0] == texts[1]
-  keys = {train_lib.evaluation_key(t.config) for t in trainers}
+  keys = {keys_lib.evaluation_key(t.config) for t in trainers}
   assert len(keys) == 1
-  program = train_lib._evaluation_program(keys.pop(), trainers[0].task)  # pylint: disable=protected-access
+  program = programs_lib._evaluation_program(  # pylint: disable=protected-access
+      keys.pop(), trainers[0].task)
   texts = [program.lower(jax.random.PRNGKey(t.config.seed), *train_lib.evaluation_inputs(s)
                          ).as_text() for t, s in zip(trainers, states)]
   assert texts[0] == texts[1]
@@ -203,7 +208,7 @@ def test_sac_solves_inverted_pendulum(tmp_path, task_cache):
   steps, at one of the evaluations every 2,500 steps (SAC on this task can dip for a
   while after solving it, so one evaluation at the end is a coin toss on the seed)."""
   config = small_config(num_seeds=2, total_steps=25_000, eval_every=2500)
-  trainer = train_lib.make_trainer(config, task_cache('inverted_pendulum'))
+  trainer = programs_lib.make_trainer(config, task_cache('inverted_pendulum'))
   records = run_lib.run(config, str(tmp_path), out=io.StringIO(), trainer=trainer)
   means = [np.mean(r['eval/returns']) for r in records]  # over seeds and members
   assert [r['step'] for r in records] == list(range(2500, 25_001, 2500))
@@ -217,7 +222,7 @@ def test_piekd_solves_inverted_pendulum(tmp_path, task_cache):
   reaches 950 at one of the evaluations every 2,500 steps."""
   config = small_config(variant='piekd', num_seeds=2, total_steps=25_000, eval_every=2500,
                         distill_interval=5000)
-  trainer = train_lib.make_trainer(config, task_cache('inverted_pendulum'))
+  trainer = programs_lib.make_trainer(config, task_cache('inverted_pendulum'))
   records = run_lib.run(config, str(tmp_path), out=io.StringIO(), trainer=trainer)
   assert records[-1]['distill/num_phases'] == 4  # 5k-20k; none after the last step
   best = [np.mean(r['eval/return_best']) for r in records]  # mean over seeds

@@ -1,8 +1,9 @@
-"""The paper's variants (spec §4) told apart at the trainer level: what each one's phase
+"""The paper's variants (docs/ALGORITHM.md §4) told apart at the trainer level: what each one's phase
 does to the members of a trained state, and that every member of an ensemble learns.
 
 The tests advance one trainer with ``collect`` and ``train`` chunks and call the phases
-of the variants' trainers directly, so they hold whatever the host's schedule is.
+of the variants' trainers directly, so they hold whatever the host's schedule is. The
+task is the physics-free ``stub`` (envs/stub.py): what a phase does is the subject.
 """
 
 import jax
@@ -11,12 +12,11 @@ import numpy as np
 import pytest
 
 from piekd_mjx import config as config_lib
-from piekd_mjx import train as train_lib
+from piekd_mjx import programs as programs_lib
 
-# The traced constants of the chunk are those of tests/test_checkpoint.py's SETTING
-# (S = 2, K = 3, 8x8 networks, minibatches of 32, capacity 5000), so both compile one
-# training program. Phases: 5 epochs x 2 sampled minibatches.
-SETTING = dict(env='inverted_pendulum', num_seeds=2, hidden_sizes=(8, 8), batch_size=32,
+# S = 2, K = 3, 8x8 networks, minibatches of 32, capacity 5000. Phases: 5 epochs x 2
+# sampled minibatches.
+SETTING = dict(env='stub', num_seeds=2, hidden_sizes=(8, 8), batch_size=32,
                replay_capacity=5000, warmup_steps=200, total_steps=3000,
                distill_data='sample', distill_sample_batches=2, distill_batch_size=32,
                distill_interval=1000)
@@ -46,7 +46,7 @@ def trainer_of(task_cache):
   def get(variant, **overrides):
     config = make_config(variant, **overrides)
     if config not in trainers:
-      trainers[config] = train_lib.make_trainer(config, task_cache('inverted_pendulum'))
+      trainers[config] = programs_lib.make_trainer(config, task_cache('stub'))
     return trainers[config]
 
   return get
