@@ -1,9 +1,10 @@
-"""A tiny sweep trained through the CLI (piekd_mjx/sweep.py): killed by SIGKILL, run
-again, stopped by SIGTERM, run again, it ends with the metrics of two sweeps started at
-once on another root, which never train one run twice; then its report.
-
-The runs use test_checkpoint.py's small setting, whose programs that module compiles
-(in the same pytest-xdist worker, so the subprocesses find them in JAX's cache).
+"""A tiny sweep trained through the CLI (piekd_mjx/sweep.py): two sweeps started at once
+on one root never train one run twice, and its report reads the runs (inverted_pendulum,
+test_checkpoint.py's small setting, whose programs that module compiles in the same
+pytest-xdist worker, so the subprocesses find them in JAX's cache); killed by SIGKILL,
+run again, stopped by SIGTERM, run again, grouped or in parallel, a sweep ends with the
+metrics of one never stopped (on the physics-free ``stub`` task, where the physics is
+not the subject).
 """
 
 import json
@@ -29,11 +30,12 @@ SETTING = ['--env=inverted_pendulum', '--arm=ensemble_sac', '--arm=piekd',
            '--replay_capacity=5000', '--checkpoint_every=500', '--keep_checkpoints=2',
            '--distill_data=sample', '--distill_sample_batches=2', '--distill_batch_size=32',
            '--distill_interval=1000', '--nocalibrate']
+STUB = ['--env=stub', *SETTING[1:]]
 
 
-def sweep_command(root, *extra):
+def sweep_command(root, *extra, setting=STUB):
   import jax  # pylint: disable=g-import-not-at-top
-  return [sys.executable, '-m', 'piekd_mjx.sweep', *SETTING, f'--root={root}',
+  return [sys.executable, '-m', 'piekd_mjx.sweep', *setting, f'--root={root}',
           f'--jax_cache_dir={jax.config.jax_compilation_cache_dir}', *extra]
 
 
@@ -76,12 +78,22 @@ def num_records(root, index):
 def two_at_once(tmp_path_factory):
   """A root trained by two sweeps started together, and what each printed."""
   root = tmp_path_factory.mktemp('together')
-  processes = [subprocess.Popen(sweep_command(root), cwd=REPO, text=True,
+  processes = [subprocess.Popen(sweep_command(root, setting=SETTING), cwd=REPO, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
                for _ in range(2)]
   outputs = [p.communicate(timeout=900)[0] for p in processes]
   assert [p.returncode for p in processes] == [0, 0], outputs
   return root, outputs
+
+
+@pytest.fixture(scope='module')
+def stub_reference(tmp_path_factory):
+  """A root of the same sweep on ``stub``, never stopped."""
+  root = tmp_path_factory.mktemp('stub')
+  result = subprocess.run(sweep_command(root), cwd=REPO, capture_output=True, text=True,
+                          timeout=900, check=False)
+  assert result.returncode == 0, result.stderr
+  return root
 
 
 def test_two_sweeps_on_one_root_train_each_run_once(two_at_once):
@@ -98,9 +110,9 @@ def test_two_sweeps_on_one_root_train_each_run_once(two_at_once):
     assert log.count('inverted_pendulum · ') == 1
 
 
-def test_a_killed_and_stopped_sweep_ends_with_the_same_metrics(two_at_once, tmp_path,
+def test_a_killed_and_stopped_sweep_ends_with_the_same_metrics(stub_reference, tmp_path,
                                                               killable_cache):
-  reference, _ = two_at_once
+  reference = stub_reference
   root = tmp_path / 'root'
   # SIGKILL in the first run, after its second evaluation.
   process = subprocess.Popen(sweep_command(root, killable_cache), cwd=REPO, stdout=subprocess.DEVNULL,
@@ -118,7 +130,7 @@ def test_a_killed_and_stopped_sweep_ends_with_the_same_metrics(two_at_once, tmp_
   process.send_signal(signal.SIGTERM)
   out, err = process.communicate(timeout=300)
   assert process.returncode == 128 + signal.SIGTERM, err
-  assert ': partial, inverted_pendulum ' in out  # the run the kill cut
+  assert ': partial, stub ' in out  # the run the kill cut
   assert err.splitlines()[-1].endswith('run the same sweep command again to go on')
   assert 'stopped by SIGTERM at step' in err
   # Run again: both runs finish, equal to the sweeps that were never stopped.
@@ -171,11 +183,11 @@ def test_the_report_of_a_sweep_reads_its_runs(two_at_once, tmp_path):
 
 
 def test_a_grouped_sweep_killed_and_run_again_ends_with_the_metrics_of_the_runs_alone(
-    two_at_once, tmp_path, killable_cache):
+    stub_reference, tmp_path, killable_cache):
   # --group trains the two runs (K = 3, the same program) as the 4 lanes of one; killed
   # by SIGKILL after a record and run again, each run's records are those of the runs
   # trained alone.
-  reference, _ = two_at_once
+  reference = stub_reference
   root = tmp_path / 'root'
   process = subprocess.Popen(sweep_command(root, '--group', killable_cache), cwd=REPO,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -189,12 +201,12 @@ def test_a_grouped_sweep_killed_and_run_again_ends_with_the_metrics_of_the_runs_
                           text=True, timeout=900, check=False)
   assert result.returncode == 0, result.stderr
   assert '1 group(s) of runs trained as lanes of one program' in result.stdout
-  assert ': partial, inverted_pendulum K=3 L=4 to step 3,000' in result.stdout
+  assert ': partial, stub K=3 L=4 to step 3,000' in result.stdout
   for ours, theirs in zip(run_dirs(root), run_dirs(reference)):
     assert comparable(ours) == comparable(theirs)
     assert not os.path.exists(os.path.join(ours, 'checkpoints'))
   groups = os.listdir(root / 'groups')
-  assert len(groups) == 1 and groups[0].startswith('inverted_pendulum-K3-L4-')
+  assert len(groups) == 1 and groups[0].startswith('stub-K3-L4-')
   assert os.listdir(root / 'groups' / groups[0] / 'checkpoints') == ['3000']
   again = subprocess.run(sweep_command(root, '--group', '--dry_run'), cwd=REPO,
                          capture_output=True, text=True, timeout=300, check=False)
@@ -226,12 +238,12 @@ def alive(pid):
 @pytest.mark.parametrize('stop_with_sigterm', [
     False, pytest.param(True, marks=pytest.mark.slow)])
 def test_a_parallel_sweep_killed_and_run_again_ends_with_the_same_metrics(
-    two_at_once, tmp_path, killable_cache, stop_with_sigterm):
+    stub_reference, tmp_path, killable_cache, stop_with_sigterm):
   # --parallel_groups=2 trains the two runs at once, each in a child process. SIGKILL to
   # the parent takes its children with it; (under -m slow) SIGTERM reaches them through
   # it, and they stop at a checkpoint; run again, each run's records are those of the
-  # sweeps above.
-  reference, _ = two_at_once
+  # sweep never stopped.
+  reference = stub_reference
   root = tmp_path / 'root'
   process = subprocess.Popen(sweep_command(root, '--parallel_groups=2', killable_cache),
                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -257,7 +269,7 @@ def test_a_parallel_sweep_killed_and_run_again_ends_with_the_same_metrics(
     assert comparable(ours) == comparable(theirs)
     assert os.listdir(os.path.join(ours, 'checkpoints')) == ['3000']
   # Every line of a child names its group.
-  started = [l for l in result.stdout.splitlines() if ': partial, inverted_pendulum ' in l]
+  started = [l for l in result.stdout.splitlines() if ': partial, stub ' in l]
   assert {l[:6] for l in started} <= {'[1/2] ', '[2/2] '} and started, result.stdout
 
 
