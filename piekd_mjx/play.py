@@ -245,6 +245,10 @@ def main(argv: list[str]) -> None:
                              step=None if FLAGS.step < 0 else FLAGS.step)
   except policy_lib.PolicyError as e:
     console.fail(str(e))
+  from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
+  if policy.env not in envs.GYMNASIUM_IDS:
+    console.fail(f'--run={FLAGS.run!r}: its task {policy.env!r} has no MuJoCo model to play '
+                 '(the physics-free stub of the tests)')
   print(f'{policy.env}: seed {policy.origin.get("seed")}, member '
         f'{policy.origin.get("member")}, step {policy.origin.get("step")} of '
         f'{policy.origin.get("run")}', flush=True)
