@@ -149,7 +149,7 @@ class Loop:
     for run_dir, lanes in zip(self.run_dirs, self.trainer.lanes):
       if lanes.start <= lane < lanes.stop:
         seed = f'seed {lane - lanes.start}'
-        return seed if len(self.run_dirs) == 1 else f'{run_name(run_dir)} {seed}'
+        return seed if len(self.run_dirs) == 1 else f'{dir_name(run_dir)} {seed}'
     raise ValueError(f'lane {lane} is in no run')
 
   def chunk(self, state: TrainState, progress: Progress, num_steps: int, learn: bool
@@ -199,7 +199,8 @@ class Loop:
     means = [returns.mean(-1) for returns, _ in results]  # each [S, K]
     finite = np.concatenate([np.isfinite(m) for m in means])
     self.check(health.first_nonfinite(finite, 'returns', lambda s, k: evaluation.step))
-    self.write_evaluation(evaluation, results, time.time() - wait_start)
+    self.write_evaluation(evaluation, means, [seconds for _, seconds in results],
+                          time.time() - wait_start)
 
   def finish_evaluation_if_ended_well(self) -> None:
     """For a run that is failing anyway: writes the records of the evaluation under
@@ -209,26 +210,31 @@ class Loop:
       return
     wait_start = time.time()
     results = evaluation.results_if_ended_well()
-    if results is not None and all(np.isfinite(r.mean(-1)).all() for r, _ in results):
-      self.write_evaluation(evaluation, results, time.time() - wait_start)
+    if results is None:
+      return
+    means = [returns.mean(-1) for returns, _ in results]  # each [S, K]
+    if all(np.isfinite(m).all() for m in means):
+      self.write_evaluation(evaluation, means, [seconds for _, seconds in results],
+                            time.time() - wait_start)
 
-  def write_evaluation(self, evaluation: inflight.Evaluation, results: inflight.Results,
-                       wait_seconds: float) -> None:
-    """Each run's record of ``evaluation`` with its returns, and a line for it."""
-    for r, (record, (returns, eval_seconds)) in enumerate(zip(evaluation.records, results)):
+  def write_evaluation(self, evaluation: inflight.Evaluation, means: Sequence[np.ndarray],
+                       eval_seconds: Sequence[float], wait_seconds: float) -> None:
+    """Each run's record of ``evaluation`` with its mean returns [S, K] and the seconds
+    its evaluation took, and a line for it."""
+    for r, (record, returns, seconds) in enumerate(zip(evaluation.records, means,
+                                                         eval_seconds)):
       if record is None:
         continue  # written before the process that started it was lost
-      returns = returns.mean(-1)  # [S, K]
-      record = inflight.with_returns(record, returns, eval_seconds, wait_seconds)
+      record = inflight.with_returns(record, returns, seconds, wait_seconds)
       self.writers[r].write(record)
       self.records[r].append(record)
       best = returns.max(-1)
       waited = (f', training waited {wait_seconds:.1f} s' if self.config.eval_overlap
                 else '')
-      who = '' if len(self.run_dirs) == 1 else f'{run_name(self.run_dirs[r])}: '
+      who = '' if len(self.run_dirs) == 1 else f'{dir_name(self.run_dirs[r])}: '
       self.output.log(f'{who}eval step {evaluation.step:,}: best member return per seed '
                       f'{np.array2string(best, precision=1)} (mean {best.mean():.1f}); '
-                      f'evaluation took {eval_seconds:.1f} s{waited}',
+                      f'evaluation took {seconds:.1f} s{waited}',
                       only=r if len(self.run_dirs) > 1 else None)
 
   def phase(self, state: TrainState, progress: Progress, runs: Sequence[int]
@@ -251,6 +257,6 @@ class Loop:
                                       phase_step=tuple(phase_step))
 
 
-def run_name(run_dir: str) -> str:
+def dir_name(run_dir: str) -> str:
   """A run directory's name, which names the run in a group's lines."""
   return os.path.basename(os.path.normpath(run_dir))

@@ -63,7 +63,7 @@ from piekd_mjx import sharding as sharding_lib
 from piekd_mjx import signals
 from piekd_mjx.config import Config
 from piekd_mjx.health import NonFiniteError
-from piekd_mjx.loop import Loop, Stopped, run_name
+from piekd_mjx.loop import Loop, Stopped, dir_name
 from piekd_mjx.progress import Progress
 
 __all__ = ['run', 'run_group', 'NonFiniteError', 'Stopped']
@@ -155,7 +155,7 @@ def _describe(configs: list[Config], run_dirs: list[str], trainer: programs_lib.
       f'MiB in all) on {sharding_lib.describe(trainer.mesh)}')
   for r, c in enumerate(configs):
     for line in config_lib.ignored_flags(c):
-      output.warn(line if len(configs) == 1 else f'{run_name(run_dirs[r])}: {line}',
+      output.warn(line if len(configs) == 1 else f'{dir_name(run_dirs[r])}: {line}',
                   only=r if len(configs) > 1 else None)
 
 
