@@ -375,6 +375,8 @@ def offers(task_name: str, setting: str) -> str | None:
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
   solver = SETTINGS[setting][0]
   if solver == 'warp':
+    if not issubclass(envs.make_class(task_name), envs.MjxTask):
+      return f'{task_name} has no MuJoCo model for Warp to run'
     try:
       importlib.import_module('mujoco_warp')
     except ImportError as error:

@@ -4,16 +4,24 @@ are reused across test runs and processes, and room for each worker's executable
 import os
 import shutil
 
-import jax
+# JAX puts the path of XLA's GPU autotuning cache, a folder inside the compilation
+# cache, into every program's cache key (jax 0.10: compiler.get_compile_options), so a
+# copy of the cache at another path (killable_cache) would hit none of its entries.
+# Without that cache (nothing on a CPU) the keys do not name the folder; the
+# environment variable reaches the CLI processes the tests start.
+os.environ['JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES'] = 'none'
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest
 
-from piekd_mjx import executables
+from piekd_mjx import executables  # pylint: disable=wrong-import-position
 
 jax.config.update(
     'jax_compilation_cache_dir',
     os.environ.get('PIEKD_JAX_CACHE', os.path.expanduser('~/.cache/piekd_mjx/jax')))
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', -1)
+jax.config.update('jax_persistent_cache_enable_xla_caches', 'none')
 
 
 @pytest.fixture(autouse=True)

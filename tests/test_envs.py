@@ -69,7 +69,9 @@ def test_done_is_termination_and_reset_to_sets_state(task_cache):
 
 
 def test_wrapper_truncates_resets_fresh_and_keeps_last_obs(task_cache):
-  task = task_cache('inverted_pendulum')
+  """The wrapper's time limit and restarts, on the physics-free ``stub`` (the wrapper,
+  not the physics, is the subject; the suite's inverted_pendulum runs take it through MJX)."""
+  task = task_cache('stub')
   env = wrappers.TrainingWrapper(task, episode_length=5)
   step = jax.jit(env.step)
   state = jax.jit(env.reset)(jax.random.PRNGKey(1))
@@ -128,8 +130,8 @@ def test_brax_trainer_runs_our_task(task_cache):
 
 def test_batched_restart_equals_per_env_step(task_cache):
   """The trainer's batched path (step_without_restart, then restart_ended) gives
-  exactly what each environment's own step gives."""
-  env = wrappers.TrainingWrapper(task_cache('inverted_pendulum'), episode_length=3)
+  exactly what each environment's own step gives (on ``stub``, as above)."""
+  env = wrappers.TrainingWrapper(task_cache('stub'), episode_length=3)
   states = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(2), 2))
   # Env 0 is two steps from its time limit, env 1 is at the start of an episode.
   states.info['steps'] = jnp.array([2, 0], jnp.int32)
