@@ -25,7 +25,8 @@ def check_env(env: str, solver: str = 'faithful') -> None:
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
   if env not in envs.names() and env not in envs.STUBS:
     raise ValueError(f'--env={env!r} is invalid: must be one of {", ".join(envs.names())}')
-  envs.make_class(env).solver_options(solver)
+  if solver not in envs.EVERY_TASK_SOLVERS:  # else no need to import the task (MJX)
+    envs.make_class(env).solver_options(solver)
 
 
 def check_writable(run_dir: str, flag: str = 'out_dir') -> None:

@@ -297,7 +297,9 @@ def test_training_does_not_wait_for_evaluation_and_the_records_are_the_same(refe
   run_lib.run(make_config(out_dir=str(tmp_path), eval_overlap=False), str(tmp_path),
               out=io.StringIO(), trainer=trainer)
   assert comparable(tmp_path) == comparable(reference)
-  assert all(r['eval/wait_seconds'] == pytest.approx(0.0, abs=1e-3)
+  # Each evaluation ran before its record was written: the wait recorded is bookkeeping
+  # (a 1 ms bound failed once with the suite's other worker compiling on both cores).
+  assert all(r['eval/wait_seconds'] == pytest.approx(0.0, abs=0.05)
              for r in records(tmp_path))
 
 

@@ -19,6 +19,24 @@ def test_names_and_unknown_task():
     envs.make('hopper', solver='slow')
 
 
+def test_every_task_offers_the_solvers_said_to_need_no_task_class():
+  # resources.check_env accepts these without importing the task (and MJX).
+  for name in (*envs.names(), *envs.STUBS):
+    for solver in envs.EVERY_TASK_SOLVERS:
+      envs.make_class(name).solver_options(solver)
+
+
+def test_the_package_imports_mjx_only_when_a_task_is_asked_for():
+  # The command lines check --env and answer bad input without MJX's seconds of import.
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = ('import sys; from piekd_mjx import envs, resources; '
+          'resources.check_env("hopper"); resources.check_env("stub", "fast"); '
+          'assert "mujoco.mjx" not in sys.modules and "brax" not in sys.modules; '
+          'envs.make_class("stub"); assert "mujoco.mjx" in sys.modules')
+  subprocess.run([sys.executable, '-c', code], check=True, timeout=120)
+
+
 def test_sizes_match_gymnasium():
   import gymnasium as gym  # pylint: disable=g-import-not-at-top
   for name in envs.names():
