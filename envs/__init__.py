@@ -11,7 +11,11 @@ seconds, and the command lines check a task's name (and answer bad input) withou
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+  from piekd_mjx.envs.base import MjxTask
+  from piekd_mjx.envs.base import SolverOptions
 
 # name -> (module of this package, class), imported on first use.
 _TASKS: dict[str, tuple[str, str]] = {
@@ -49,7 +53,7 @@ def names() -> tuple[str, ...]:
   return tuple(sorted(_TASKS))
 
 
-def make_class(name: str) -> type:
+def make_class(name: str) -> type[MjxTask]:
   """The task class of ``name`` (one of ``names()`` or ``STUBS``), without building it."""
   if name not in _TASKS and name not in STUBS:
     raise ValueError(f'unknown task {name!r}; valid: {", ".join(names())}')
@@ -57,7 +61,7 @@ def make_class(name: str) -> type:
   return getattr(importlib.import_module(f'{__name__}.{module}'), cls)
 
 
-def make(name: str, solver: Any = 'faithful') -> Any:
+def make(name: str, solver: str | SolverOptions = 'faithful') -> MjxTask:
   """Builds the task ``name``; ``solver`` is 'faithful' (default), 'fast', 'capped' (where
   the task offers it) or ``SolverOptions``."""
   return make_class(name)(solver=solver)
@@ -76,5 +80,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}') from None
 
 
-__all__ = ['EVERY_TASK_SOLVERS', 'GYMNASIUM_IDS', 'MjxTask', 'SOLVERS', 'STUBS', 'State', 'make', 'make_class',
-           'names']
+__all__ = ['EVERY_TASK_SOLVERS', 'GYMNASIUM_IDS', 'MjxTask', 'SOLVERS', 'STUBS', 'State',
+           'make', 'make_class', 'names']
