@@ -175,8 +175,8 @@ def aggregate_figure(figure: dict, curves: dict[tuple[str, str], Curve], out_dir
                  f'{st.CONFIDENCE:.0%} stratified bootstrap CI', fontsize=8)
   right.set_xlabel('τ: normalised area (mean return over training / SAC at 1M)')
   right.set_ylabel('fraction of runs with score > τ')
-  right.set_title(f'performance profile of the areas, with its CI (finished runs: '
-                  f'{", ".join(finished) or "none yet"})', fontsize=7)
+  right.set_title(f'performance profile of the areas, with its CI (tasks where every arm '
+                  f'finished: {", ".join(finished) or "none yet"})', fontsize=7)
   for ax in (left, right):
     ax.grid(alpha=0.3)
     if ax.lines:
