@@ -58,7 +58,8 @@ def task_figure(figure: dict, env: str, curves: Sequence[Curve], out_dir: str,
                 resamples: int) -> list[str]:
   """The figure's plot of ``env``; returns the paths written."""
   plt = _pyplot()
-  from matplotlib import lines as mlines, patches as mpatches, ticker  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from matplotlib import lines as mlines, patches as mpatches, ticker
   fig, ax = plt.subplots(figsize=(7.0, 4.6))
   draw_worst = 'worst' in figure['curves']
   handles, means = [], []

@@ -468,9 +468,10 @@ def _stopped(process, signum, run_dir) -> int:
 def test_killed_then_stopped_runs_resume_exactly(reference, trainer, tmp_path,
                                                  killable_cache):
   """One run through every way of stopping it. The CLI, replacing an older run with
-  --overwrite, is killed (SIGKILL) after an evaluation; the CLI resumes it and SIGTERM stops it with a checkpoint; a resume in
-  process is stopped by SIGINT at its first chunk boundary (the CLI reports a stop by
-  either signal the same way, exit code 128 + its number); the last resume finishes
+  --overwrite, is killed (SIGKILL) after an evaluation; the CLI resumes it and SIGTERM
+  stops it with a checkpoint; a resume in process is stopped by SIGINT at its first
+  chunk boundary (the CLI reports a stop by either signal the same way, exit code
+  128 + its number); the last resume finishes
   the run with exactly the records of the uninterrupted run."""
   run_dir = tmp_path / 'run'
   # The run replaces (--overwrite) an older run in its directory.

@@ -115,8 +115,8 @@ def test_a_killed_and_stopped_sweep_ends_with_the_same_metrics(stub_reference, t
   reference = stub_reference
   root = tmp_path / 'root'
   # SIGKILL in the first run, after its second evaluation.
-  process = subprocess.Popen(sweep_command(root, killable_cache), cwd=REPO, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+  process = subprocess.Popen(sweep_command(root, killable_cache), cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   try:
     wait_until(lambda: num_records(root, 0) >= 2, process)
   finally:
