@@ -21,7 +21,7 @@ def caught(second_interrupts: bool = True) -> Iterator[list[int]]:
   previous handlers come back on exit. Contexts nest: an inner list starts with what
   the one around it has caught (a sweep signalled while a run restores its checkpoint
   stops that run at its first chunk), and a signal reaches every active list. Outside
-  the main thread no handler can be installed and the list stays empty."""
+  the main thread no handler can be installed and the list catches nothing more."""
   signums: list[int] = list(_ACTIVE[-1]) if _ACTIVE else []
 
   def handler(signum, frame):  # pylint: disable=unused-argument
@@ -33,11 +33,13 @@ def caught(second_interrupts: bool = True) -> Iterator[list[int]]:
   if threading.current_thread() is not threading.main_thread():
     yield signums
     return
-  previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
-  _ACTIVE.append(signums)
+  _ACTIVE.append(signums)  # before the handler: a signal in between reaches it too
   try:
-    yield signums
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+      yield signums
+    finally:
+      for s, h in previous.items():
+        signal.signal(s, h)
   finally:
     _ACTIVE[:] = [active for active in _ACTIVE if active is not signums]
-    for s, h in previous.items():
-      signal.signal(s, h)
