@@ -28,6 +28,7 @@ import numpy as np
 from piekd_mjx import config_flags
 from piekd_mjx import console
 from piekd_mjx import files
+from piekd_mjx import jax_setup
 from piekd_mjx import policy as policy_lib
 
 FLAGS = flags.FlagValues()
@@ -52,6 +53,7 @@ flags.DEFINE_string('html', '', "Write brax's interactive viewer of an MJX episo
 flags.DEFINE_integer('filmstrip_frames', 6, 'Frames of the filmstrip, evenly spaced.',
                      flag_values=FLAGS)
 flags.DEFINE_bool('help', False, 'Show the flags and exit.', flag_values=FLAGS)
+jax_setup.define_flags(FLAGS)
 
 EPISODE_LENGTH = 1000
 ENGINES = ('mujoco', 'mjx')
@@ -240,6 +242,7 @@ def main(argv: list[str]) -> None:
     problem = check_rendering()
     if problem:
       console.fail(problem)
+  jax_setup.from_flags(FLAGS)  # before a device starts: XLA reads its flags then
   try:
     policy = policy_lib.load(FLAGS.run, seed=FLAGS.seed, member=FLAGS.member,
                              step=None if FLAGS.step < 0 else FLAGS.step)

@@ -53,12 +53,15 @@ def make_config(**overrides) -> config_lib.Config:
   return config
 
 
+CACHE_FLAG = f'--jax_cache_dir={jax.config.jax_compilation_cache_dir}'
+
+
 def launch_command(run_dir, *extra, **overrides) -> list[str]:
   """The CLI command of SETTING (with ``overrides``) into ``run_dir``."""
   flags = [f'--{k}={",".join(map(str, v)) if isinstance(v, tuple) else v}'
            for k, v in {**SETTING, **overrides}.items()]
   return [sys.executable, '-m', 'piekd_mjx.launch', *flags, f'--out_dir={run_dir}',
-          f'--jax_cache_dir={jax.config.jax_compilation_cache_dir}', *extra]
+          CACHE_FLAG, *extra]
 
 
 def records(run_dir) -> list[dict]:
@@ -581,7 +584,7 @@ def test_play_runs_a_member_on_mujoco_c_and_on_mjx(reference, tmp_path):
   page = tmp_path / 'episode.html'
   result = subprocess.run(
       [sys.executable, '-m', 'piekd_mjx.play', f'--run={reference}', '--seed=1',
-       '--episodes=3', f'--html={page}'], capture_output=True, text=True, timeout=600,
+       '--episodes=3', f'--html={page}', CACHE_FLAG], capture_output=True, text=True, timeout=600,
       check=False)
   assert result.returncode == 0, result.stderr
   lines = result.stdout.splitlines()
@@ -619,7 +622,8 @@ def test_play_films_the_first_mujoco_c_episode(reference, tmp_path):
   video, strip = tmp_path / 'episode.gif', tmp_path / 'strip.png'
   result = subprocess.run(
       [sys.executable, '-m', 'piekd_mjx.play', f'--run={reference}', '--engines=mujoco',
-       '--episodes=1', f'--video={video}', f'--filmstrip={strip}', '--filmstrip_frames=2'],
+       CACHE_FLAG, '--episodes=1', f'--video={video}', f'--filmstrip={strip}',
+       '--filmstrip_frames=2'],
       capture_output=True, text=True, timeout=600, check=False)
   assert result.returncode == 0, result.stderr
   count = int(re.search(r'video: .* \((\d+) frames', result.stdout).group(1))
