@@ -32,8 +32,8 @@ _SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Trajectory seeds.')
 _OUT = flags.DEFINE_string('out', 'docs/benchmarks/parity.json', 'JSON output.')
 _SETTINGS = flags.DEFINE_list(
     'settings', ['faithful', 'fast', 'elliptic'],
-    "Solver settings: faithful, fast, elliptic (Ant only), warp, capped-I/L (I solver "
-    'iterations, L line-search trips, as loops of static trip count).')
+    'Solver settings: faithful, fast, elliptic (Ant only), warp, mujoco_c, capped-I/L (I '
+    'solver iterations, L line-search trips, as loops of static trip count).')
 
 # Tasks also measured from steep-leg states (a free root over a floor of capsule legs).
 STEEP_TASKS = ('ant',)
@@ -52,7 +52,7 @@ def write(results: list[dict]) -> None:
 def setting(label: str):
   """(SolverOptions, Gymnasium's cone override) of a ``--settings`` label."""
   from piekd_mjx.envs import base  # pylint: disable=g-import-not-at-top
-  if label in base.SOLVERS:  # faithful, fast, warp
+  if label in base.SOLVERS:  # faithful, fast, warp, mujoco_c
     return base.SOLVERS[label], None
   if label == 'elliptic':
     return base.SolverOptions(cone='elliptic'), 'elliptic'
@@ -63,7 +63,7 @@ def setting(label: str):
       raise ValueError
   except ValueError:
     raise app.UsageError(f'--settings={label!r} is invalid: must be faithful, fast, '
-                         'elliptic, warp or capped-I/L (positive integers)') from None
+                         'elliptic, warp, mujoco_c or capped-I/L (positive integers)') from None
   return base.SolverOptions(iterations=iterations, ls_iterations=ls_iterations,
                             capped=True), None
 

@@ -40,7 +40,8 @@ from piekd_mjx.envs.wrappers import TrainingWrapper
 FLAGS = flags.FLAGS
 
 flags.DEFINE_list('tasks', ['halfcheetah'], 'Tasks to time (piekd_mjx names).')
-flags.DEFINE_string('solver', 'faithful', "The tasks' physics solver: 'faithful' or 'fast'.")
+flags.DEFINE_string('solver', 'faithful', "The tasks' physics solver (--solver of the "
+                    'launcher, where the task offers it).')
 flags.DEFINE_integer('steps', 200, 'Task steps per timed call (a lax.scan).')
 flags.DEFINE_integer('repeats', 9, 'Timed calls per measurement.')
 flags.DEFINE_integer('seed', 0, 'PRNG seed of the reset and the actions.')

@@ -40,6 +40,7 @@ with contextlib.redirect_stdout(io.StringIO()):
   from brax.envs import base as brax_base
   from mujoco import mjx
   from piekd_mjx.envs import capped
+  from piekd_mjx.envs import mujoco_c
 
 State = brax_base.State
 
@@ -60,16 +61,19 @@ class SolverOptions:
   # The solver's loops as scans of exactly iterations and ls_iterations trips
   # (``capped``): static trip counts, for accelerators.
   capped: bool = False
-  # MJX's implementation: 'jax' (MJX's own) or 'warp' (MuJoCo Warp, mujoco_warp).
+  # The implementation: 'jax' (MJX's own), 'warp' (MuJoCo Warp, mujoco_warp) or 'c'
+  # (MuJoCo C's mj_step called from the program on a CPU backend, envs/mujoco_c.py).
   impl: str = 'jax'
 
 
 FAITHFUL = SolverOptions()
 FAST = SolverOptions(iterations=4, ls_iterations=8)
 WARP = SolverOptions(impl='warp')
-SOLVERS: Mapping[str, SolverOptions] = {'faithful': FAITHFUL, 'fast': FAST, 'warp': WARP}
+MUJOCO_C = SolverOptions(impl='c')
+SOLVERS: Mapping[str, SolverOptions] = {'faithful': FAITHFUL, 'fast': FAST, 'warp': WARP,
+                                        'mujoco_c': MUJOCO_C}
 # The solver names a task may offer: 'capped' is the task's own ``capped_solver``.
-SOLVER_NAMES = ('faithful', 'fast', 'capped', 'warp')
+SOLVER_NAMES = ('faithful', 'fast', 'capped', 'warp', 'mujoco_c')
 
 
 def warp_missing() -> str | None:
@@ -117,6 +121,9 @@ class MjxTask(brax_base.Env):
   # its contact buffer when the data is made, for one environment here (each is made
   # inside the vmapped reset), so a batch of environments in contact overflows it.
   offers_warp: bool = False
+  # Whether --solver=mujoco_c is offered: the task's observation, reward and termination
+  # read qpos and qvel alone, the only fields MuJoCo C's step hands back (envs/mujoco_c.py).
+  offers_mujoco_c: bool = False
 
   def __init__(self, solver: str | SolverOptions = 'faithful'):
     if isinstance(solver, str):
@@ -133,8 +140,11 @@ class MjxTask(brax_base.Env):
     self.mj_model = mj_model
     # On this process's own device: put_model's default, jax.devices()[0], is process
     # 0's in a run over several processes, which the others cannot read.
+    if solver.impl == 'c':
+      mujoco_c.check_backend()
+      self._mujoco_c = mujoco_c.Stepper(mj_model, self.frame_skip)
     self.mjx_model = mjx.put_model(mj_model, device=jax.local_devices()[0],
-                                   impl=solver.impl)
+                                   impl='jax' if solver.impl == 'c' else solver.impl)
     if solver.impl == 'warp' and self.uses_cfrc_ext:
       # Warp computes cfrc_ext at the end of every mj_step when asked (MJX's
       # rne_postconstraint runs on its JAX implementation only): the last step's is C's.
@@ -174,7 +184,7 @@ class MjxTask(brax_base.Env):
       if cls.capped_solver is None:
         raise ValueError(f"--solver=capped is not offered for {cls.__name__}: every cap "
                          "measured broke its parity with MuJoCo C (docs/TASKS.md); valid: "
-                         "faithful, fast")
+                         f"{cls._offered()}")
       return cls.capped_solver
     if name not in SOLVERS:
       raise ValueError(f'--solver={name!r} is invalid: must be one of '
@@ -182,12 +192,21 @@ class MjxTask(brax_base.Env):
     if name == 'warp' and not cls.offers_warp:
       raise ValueError(f'--solver=warp is not offered for {cls.__name__}: batched, its '
                        "steps overflow MuJoCo Warp's contact buffer and lose parity with "
-                       'MuJoCo C (docs/TASKS.md); valid: faithful, fast'
-                       + ', capped' * (cls.capped_solver is not None))
+                       f'MuJoCo C (docs/TASKS.md); valid: {cls._offered()}')
+    if name == 'mujoco_c' and not cls.offers_mujoco_c:
+      raise ValueError(f'--solver=mujoco_c is not offered for {cls.__name__}: it reads '
+                       'fields of the physics besides qpos and qvel, which MuJoCo C\'s '
+                       f'step does not hand back (envs/mujoco_c.py); valid: {cls._offered()}')
     missing = warp_missing() if name == 'warp' else None
     if missing:
       raise ValueError(missing)
     return SOLVERS[name]
+
+  @classmethod
+  def _offered(cls) -> str:
+    """The solver names this task offers, for error messages."""
+    return ', '.join(['faithful', 'fast', *['capped'] * (cls.capped_solver is not None),
+                      *['warp'] * cls.offers_warp, *['mujoco_c'] * cls.offers_mujoco_c])
 
   def _adapt_model(self, mj_model: mujoco.MjModel) -> None:
     """Changes a model option that MJX cannot run (see Humanoid); default: none."""
@@ -238,15 +257,21 @@ class MjxTask(brax_base.Env):
     return self._step_jit(state, action)
 
   def _reset_to(self, qpos: jax.Array, qvel: jax.Array) -> State:
-    if self.solver.impl == 'jax':
-      data = mjx.make_data(self.mjx_model)
-    else:  # Warp's takes the C model
+    if self.solver.impl == 'warp':  # Warp's takes the C model
       data = mjx.make_data(self.mj_model, impl='warp')
+    else:
+      data = mjx.make_data(self.mjx_model)
     qpos = jnp.asarray(qpos, jnp.float32)
     data = data.replace(qpos=qpos, qvel=jnp.asarray(qvel, jnp.float32))
+    if self.solver.impl == 'c':
+      # mj_step computes every field it needs from qpos, qvel and ctrl: no forward.
+      return self._initial_state(data)
     # mjx.forward writes normalised free-joint quaternions back into qpos; mj_forward
     # does not, so Gymnasium's first observation holds qpos as set. Keep it.
     data = mjx.forward(self.mjx_model, data).replace(qpos=qpos)
+    return self._initial_state(data)
+
+  def _initial_state(self, data: mjx.Data) -> State:
     zero = jnp.zeros((), jnp.float32)
     metrics = {name: zero for name in self.metric_names}
     return State(pipeline_state=data, obs=self._observation(data), reward=zero,
@@ -255,8 +280,11 @@ class MjxTask(brax_base.Env):
   def _step(self, state: State, action: jax.Array) -> State:
     data0 = state.pipeline_state
     data = data0.replace(ctrl=jnp.asarray(action, jnp.float32))
-    data = jax.lax.fori_loop(
-        0, self.frame_skip, lambda _, d: mjx.step(self.mjx_model, d), data)
+    if self.solver.impl == 'c':
+      data = self._mujoco_c.step(data, data.ctrl)
+    else:
+      data = jax.lax.fori_loop(
+          0, self.frame_skip, lambda _, d: mjx.step(self.mjx_model, d), data)
     if self.uses_cfrc_ext and self.solver.impl == 'jax':
       data = mjx.rne_postconstraint(self.mjx_model, data)
     obs = self._observation(data)

@@ -22,6 +22,7 @@ class InvertedPendulum(base.MjxTask):
   # --solver=capped: the smallest caps measured to keep parity (docs/TASKS.md).
   capped_solver = base.SolverOptions(iterations=1, ls_iterations=4, capped=True)
   offers_warp = True  # no contact: its parity holds on MuJoCo Warp (docs/TASKS.md)
+  offers_mujoco_c = True  # reads qpos and qvel alone
 
   def _observation(self, data):
     return jnp.concatenate([data.qpos, data.qvel])

@@ -14,6 +14,7 @@ class PlanarWalker(base.MjxTask):
   frame_skip = 4
   reset_noise_scale = 5e-3
   qvel_noise = 'uniform'
+  offers_mujoco_c = True  # reads qpos and qvel alone
   metric_names = ('reward_forward', 'reward_ctrl', 'reward_survive', 'x_velocity')
 
   forward_reward_weight = 1.0

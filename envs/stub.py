@@ -29,12 +29,17 @@ _GRAVITY_OVER_LENGTH = 9.81 / 0.6  # the pole's fall rate, 1/s^2
 _POLE_REACTION = 20.0
 
 
+# The solvers of a physics: the stub has none.
+_NOT_OFFERED = ('capped', 'warp', 'mujoco_c')
+
+
 class Stub(brax_base.Env):
   """The physics-free task ``stub`` (module docstring)."""
 
   metric_names = ('reward_survive',)
   capped_solver = None
   offers_warp = False
+  offers_mujoco_c = False
 
   def __init__(self, solver: str | SolverOptions = 'faithful'):
     self.solver = self.solver_options(solver) if isinstance(solver, str) else solver
@@ -43,10 +48,10 @@ class Stub(brax_base.Env):
 
   @classmethod
   def solver_options(cls, name: str) -> SolverOptions:
-    """Any solver but capped and warp is accepted and means nothing here."""
-    if name not in SOLVERS or name in ('capped', 'warp'):
+    """Any solver but capped, warp and mujoco_c is accepted and means nothing here."""
+    if name not in SOLVERS or name in _NOT_OFFERED:
       raise ValueError(f'--solver={name!r} is invalid for the stub task: must be one of '
-                       + ', '.join(n for n in SOLVER_NAMES if n not in ('capped', 'warp')))
+                       + ', '.join(n for n in SOLVER_NAMES if n not in _NOT_OFFERED))
     return SOLVERS[name]
 
   @property

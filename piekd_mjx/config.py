@@ -39,7 +39,7 @@ RESUMABLE_FIELDS = ('total_steps', 'eval_every', 'eval_episodes', 'eval_batch',
 PLACEMENT_FIELDS = ('num_devices', 'control_flow')
 
 # The valid values of the enum-valued string fields.
-SOLVER_CHOICES = ('faithful', 'fast', 'capped', 'warp')
+SOLVER_CHOICES = ('faithful', 'fast', 'capped', 'warp', 'mujoco_c')
 NETWORK_INIT_CHOICES = ('glorot_uniform', 'lecun_normal')
 MATMUL_PRECISION_CHOICES = ('float32', 'tensorfloat32', 'bfloat16')
 SHARE_CHOICES = ('none', 'distill', 'hardcopy', 'extra')
@@ -102,8 +102,10 @@ class Config:
   solver: str = _field(
       'faithful', "The task's physics solver: 'faithful' (MuJoCo's settings), 'fast' (4 "
       "solver and 8 line-search iterations), 'capped' (the task's caps of both, as loops "
-      "of static trip count for accelerators, where they keep parity: docs/TASKS.md) or "
-      "'warp' (MuJoCo Warp's implementation of MJX, pip install '.[warp]').")
+      "of static trip count for accelerators, where they keep parity: docs/TASKS.md), "
+      "'warp' (MuJoCo Warp's implementation of MJX, pip install '.[warp]') or 'mujoco_c' "
+      "(MuJoCo C's mj_step called from the program; CPU backends, tasks that read qpos "
+      "and qvel alone).")
   seed_batch: int = _field(
       0, 'Seeds advanced as one vmapped batch, the batches one after another through '
       'each chunk; must divide num_seeds. 0: 1 on a CPU, all seeds on an accelerator '

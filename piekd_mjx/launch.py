@@ -32,7 +32,8 @@ from piekd_mjx import console
 from piekd_mjx import jax_setup
 from piekd_mjx import processes
 from piekd_mjx import rundir
-from piekd_mjx.resources import UsageError, check_env, check_memory, check_writable
+from piekd_mjx.resources import (UsageError, check_backend, check_env, check_memory,
+                                 check_writable)
 
 FLAGS = flags.FLAGS
 config_flags.define_flags(FLAGS)
@@ -136,6 +137,7 @@ def main(argv: list[str]) -> None:
     from piekd_mjx import sharding  # pylint: disable=g-import-not-at-top
     try:
       sharding.check_run(config.num_devices, config.num_seeds)
+      check_backend(config.solver)
     except ValueError as e:
       console.fail(str(e))
     trainer = programs_lib.make_trainer(config)

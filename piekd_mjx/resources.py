@@ -21,12 +21,20 @@ class UsageError(Exception):
 def check_env(env: str, solver: str = 'faithful') -> None:
   """Raises ValueError naming ``--env`` unless it is one of ``envs.names()`` (or the
   tests' physics-free ``stub``), or naming ``--solver`` where that task does not offer
-  it (``capped``, ``warp``)."""
+  it (``capped``, ``warp``, ``mujoco_c``)."""
   from piekd_mjx import envs  # pylint: disable=g-import-not-at-top
   if env not in envs.names() and env not in envs.STUBS:
     raise ValueError(f'--env={env!r} is invalid: must be one of {", ".join(envs.names())}')
   if solver not in envs.EVERY_TASK_SOLVERS:  # else no need to import the task (MJX)
     envs.make_class(env).solver_options(solver)
+
+
+def check_backend(solver: str) -> None:
+  """Raises ValueError naming ``--solver`` where JAX's backend cannot run it (``mujoco_c``
+  runs on a CPU only). Call it once the JAX set-up is done: it starts the backend."""
+  if solver == 'mujoco_c':
+    from piekd_mjx.envs import mujoco_c  # pylint: disable=g-import-not-at-top
+    mujoco_c.check_backend()
 
 
 def check_writable(run_dir: str, flag: str = 'out_dir') -> None:

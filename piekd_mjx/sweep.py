@@ -55,7 +55,8 @@ from piekd_mjx import plan
 from piekd_mjx import processes
 from piekd_mjx import rootdir
 from piekd_mjx import trainers as trainers_lib
-from piekd_mjx.resources import UsageError, available_memory, check_memory, check_writable
+from piekd_mjx.resources import (UsageError, available_memory, check_backend, check_memory,
+                                 check_writable)
 
 FLAGS = flags.FlagValues()
 figures_lib.define_figure_flags(FLAGS)
@@ -128,6 +129,7 @@ def main(argv: list[str]) -> None:
       if status.state in ('new', 'partial'):
         check_memory(status.config, trainers.bytes_per_transition(status.config), available)
         sharding.check_run(status.config.num_devices, status.config.num_seeds)
+        check_backend(status.config.solver)
   except (UsageError, ValueError) as e:
     console.fail(f'{os.path.basename(status.run_dir)}: {e}')
   import jax  # pylint: disable=g-import-not-at-top

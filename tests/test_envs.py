@@ -26,6 +26,33 @@ def test_every_task_offers_the_solvers_said_to_need_no_task_class():
       envs.make_class(name).solver_options(solver)
 
 
+@pytest.mark.parametrize('name', envs.names())
+def test_mujoco_c_is_offered_where_the_task_reads_qpos_and_qvel_alone(name, task_cache):
+  """MuJoCo C's step hands back qpos, qvel and the solver's warm start only
+  (envs/mujoco_c.py): with every other field of the data NaN, a task that offers it still
+  observes, rewards and terminates in finite numbers; one that does not, reads a NaN."""
+  from mujoco import mjx  # pylint: disable=g-import-not-at-top
+  task = task_cache(name)
+  kept = ('qpos', 'qvel', 'ctrl')
+
+  def poisoned(path, x):
+    if any(getattr(p, 'name', None) in kept for p in path):
+      return x
+    return jnp.full_like(x, jnp.nan) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+  data = mjx.make_data(task.mjx_model)
+  data = data.replace(qpos=task.init_qpos + 0.01, qvel=task.init_qvel + 0.02)
+  data = jax.tree_util.tree_map_with_path(poisoned, data)
+  action = jnp.full((task.action_size,), 0.1)
+  # pylint: disable=protected-access
+  obs = task._observation(data)
+  reward, done, metrics = task._reward_and_termination(data, data, action, obs)
+  # pylint: enable=protected-access
+  finite = all(bool(jnp.all(jnp.isfinite(jnp.asarray(x, jnp.float32))))
+               for x in (obs, reward, done, *metrics.values()))
+  assert finite == envs.make_class(name).offers_mujoco_c
+
+
 def test_the_package_imports_mjx_only_when_a_task_is_asked_for():
   # The command lines check --env and answer bad input without MJX's seconds of import.
   import subprocess  # pylint: disable=g-import-not-at-top

@@ -274,11 +274,25 @@ def test_a_solver_the_task_does_not_offer(monkeypatch):
   with pytest.raises(ValueError) as error:
     resources.check_env('hopper', 'capped')
   assert str(error.value).startswith('--solver=capped is not offered for Hopper')
-  assert str(error.value).endswith('valid: faithful, fast')
+  assert str(error.value).endswith('valid: faithful, fast, mujoco_c')
   resources.check_env('hopper', 'fast')
+  resources.check_env('hopper', 'mujoco_c')
   with pytest.raises(ValueError, match=r'--solver=warp is not offered for Hopper: .*valid: '
-                     'faithful, fast$'):
+                     'faithful, fast, mujoco_c$'):
     resources.check_env('hopper', 'warp')
+  with pytest.raises(ValueError, match=r"--solver=mujoco_c is not offered for Ant: it reads "
+                     r".* besides qpos and qvel.*valid: faithful, fast, capped$"):
+    resources.check_env('ant', 'mujoco_c')
+  with pytest.raises(ValueError, match=r"--solver='mujoco_c' is invalid for the stub task"):
+    resources.check_env('stub', 'mujoco_c')
+  # MuJoCo C runs on the host: a CPU backend only, refused in one line elsewhere.
+  resources.check_backend('mujoco_c')
+  import jax  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  resources.check_backend('faithful')
+  with pytest.raises(ValueError, match=r'^--solver=mujoco_c steps MuJoCo C on the host and '
+                     r'runs on a CPU backend only \(this one is gpu\)'):
+    resources.check_backend('mujoco_c')
 
 
 def test_command_buffers_are_asked_of_xla_before_its_backend_starts():

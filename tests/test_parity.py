@@ -90,6 +90,82 @@ def test_warp_step_matches_gymnasium(name, task_cache):
   assert errs['reset_obs'] <= RESET_OBS_BOUND, errs
 
 
+MUJOCO_C = [n for n in sorted(CASES) if envs.make_class(n).offers_mujoco_c]
+
+
+@pytest.mark.parametrize('name', MUJOCO_C)
+def test_mujoco_c_step_matches_gymnasium(name, task_cache):
+  """--solver=mujoco_c is Gymnasium's own step but for float32 states between steps
+  and the solver's warm start after a reset: within a tenth of the faithful solver's
+  bounds, hidden state included (docs/TASKS.md)."""
+  task = task_cache(name, 'mujoco_c')
+  errs = parity.errors(task, parity.gymnasium_reference(name, NUM_STEPS, seed=7))
+  obs_bound, reward_bound = CASES[name]
+  assert errs['termination_mismatches'] == 0, errs
+  assert errs['obs'] <= obs_bound / 10 and errs['state'] <= obs_bound / 10, errs
+  for term in ['reward', *task.metric_names]:
+    assert errs[term] <= reward_bound / 10, (term, errs)
+  assert errs['reset_obs'] <= RESET_OBS_BOUND, errs
+
+
+def test_the_mujoco_c_stepper_owns_its_data_whatever_thread_calls_it(task_cache):
+  """XLA calls the stepper from its worker threads and drops their Python state after
+  each call; an MjData kept per thread was freed then and segfaulted inside MuJoCo. The
+  stepper's pool keeps it: after a call from a thread that has ended, the next call
+  (from this thread) reuses the same MjData."""
+  import threading  # pylint: disable=g-import-not-at-top
+  from piekd_mjx.envs import mujoco_c  # pylint: disable=g-import-not-at-top
+  task = task_cache('hopper', 'mujoco_c')
+  stepper = mujoco_c.Stepper(task.mj_model, task.frame_skip)
+  model = stepper.mj_model
+  state = np.zeros((2, model.nq + 2 * model.nv + 1), np.float32)
+  state[:, :model.nq] = mujoco.MjData(model).qpos
+  ctrl = np.zeros((2, model.nu), np.float32)
+  results = []
+  thread = threading.Thread(target=lambda: results.append(stepper.host_step(state, ctrl)))
+  thread.start()
+  thread.join()
+  # pylint: disable=protected-access
+  assert stepper._pool.qsize() == 1
+  pooled = stepper._take()
+  stepper._pool.put(pooled)
+  again = stepper.host_step(state, ctrl)
+  assert stepper._pool.qsize() == 1 and stepper._take() is pooled
+  # pylint: enable=protected-access
+  np.testing.assert_array_equal(results[0], again)
+  assert again[0, model.nq + 2 * model.nv] == np.float32(stepper.frame_skip * model.opt.timestep)
+
+
+def test_a_mujoco_c_trajectory_in_a_scan_is_gymnasiums(task_cache):
+  """200 steps of hopper in a ``lax.scan``, vmapped over two copies: the solver's warm
+  start carried between steps as C carries it, so the trajectory stays on Gymnasium's
+  (float32 states: its error grows slowly, not the MJX solver's 1e-4 per step)."""
+  import gymnasium as gym  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  task = task_cache('hopper', 'mujoco_c')
+  env = gym.make(envs.GYMNASIUM_IDS['hopper']).unwrapped
+  env.reset(seed=3)
+  actions = np.random.default_rng(3).uniform(-1, 1, (200, 3))
+  start = (env.data.qpos.copy(), env.data.qvel.copy())
+  want = []
+  for action in actions:
+    env.step(action)
+    want.append(np.concatenate([env.data.qpos, env.data.qvel]))
+  env.close()
+
+  def trajectory(qpos, qvel):
+    def one(state, action):
+      state = task.step(state, action)
+      return state, jnp.concatenate([state.pipeline_state.qpos, state.pipeline_state.qvel])
+    return jax.lax.scan(one, task.reset_to(qpos, qvel), jnp.asarray(actions, jnp.float32))[1]
+
+  got = jax.jit(jax.vmap(trajectory))(*(jnp.asarray(np.stack([x, x]), jnp.float32)
+                                       for x in start))
+  np.testing.assert_array_equal(got[0], got[1])
+  error = np.abs(np.asarray(got[0], np.float64) - np.asarray(want)) / (1 + np.abs(want))
+  assert error.max() < 1e-4, error.max()
+
+
 def test_ant_steep_leg_matches_mujoco_c(task_cache):
   """States with a leg within 30° of vertical on the floor: every contact's frame
   matches MuJoCo C's (``mj_forward``'s ``contact.frame``), and the step matches

@@ -206,9 +206,12 @@ small_vanilla = pytest.mark.xdist_group('small_vanilla')
 def test_sac_solves_inverted_pendulum(tmp_path, task_cache):
   """Two seeds of SAC reach a mean evaluation return of at least 950 within 25,000
   steps, at one of the evaluations every 2,500 steps (SAC on this task can dip for a
-  while after solving it, so one evaluation at the end is a coin toss on the seed)."""
-  config = small_config(num_seeds=2, total_steps=25_000, eval_every=2500)
-  trainer = programs_lib.make_trainer(config, task_cache('inverted_pendulum'))
+  while after solving it, so one evaluation at the end is a coin toss on the seed).
+  The physics is MuJoCo C's (--solver=mujoco_c), so that this is also the whole run of
+  that solver: its callback batched over the seeds, in training and in the evaluations
+  beside it on another thread."""
+  config = small_config(num_seeds=2, total_steps=25_000, eval_every=2500, solver='mujoco_c')
+  trainer = programs_lib.make_trainer(config, task_cache('inverted_pendulum', 'mujoco_c'))
   records = run_lib.run(config, str(tmp_path), out=io.StringIO(), trainer=trainer)
   means = [np.mean(r['eval/returns']) for r in records]  # over seeds and members
   assert [r['step'] for r in records] == list(range(2500, 25_001, 2500))
