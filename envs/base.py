@@ -138,11 +138,11 @@ class MjxTask(brax_base.Env):
     if solver.cone is not None:
       mj_model.opt.cone = _CONES[solver.cone]
     self.mj_model = mj_model
-    # On this process's own device: put_model's default, jax.devices()[0], is process
-    # 0's in a run over several processes, which the others cannot read.
     if solver.impl == 'c':
       mujoco_c.check_backend()
       self._mujoco_c = mujoco_c.Stepper(mj_model, self.frame_skip)
+    # On this process's own device: put_model's default, jax.devices()[0], is process
+    # 0's in a run over several processes, which the others cannot read.
     self.mjx_model = mjx.put_model(mj_model, device=jax.local_devices()[0],
                                    impl='jax' if solver.impl == 'c' else solver.impl)
     if solver.impl == 'warp' and self.uses_cfrc_ext:

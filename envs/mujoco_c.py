@@ -3,10 +3,9 @@
 On a CPU backend the program's device is the host, so MuJoCo C's ``mj_step`` called
 through ``jax.pure_callback`` leaves nothing to copy: the callback reads the batch of
 states the program hands it, steps each with the same model Gymnasium steps (float64,
-MuJoCo's own solver), and returns them. A step of hopper costs tens of microseconds
-there against about 2 ms for MJX's JAX implementation on this machine
-(docs/BENCHMARKS.md). On an accelerator every call would be a round trip to the host,
-so the option is for CPU backends only (``check_backend``).
+MuJoCo's own solver), and returns them, several times faster than MJX's JAX
+implementation on a CPU (docs/BENCHMARKS.md). On an accelerator every call would be a
+round trip to the host, so the option is for CPU backends only (``check_backend``).
 
 What the callback carries is the physical state that ``mj_step`` reads and writes:
 ``qpos``, ``qvel``, ``qacc_warmstart`` (the solver's starting point, so that a
