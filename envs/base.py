@@ -281,7 +281,7 @@ class MjxTask(brax_base.Env):
     data0 = state.pipeline_state
     data = data0.replace(ctrl=jnp.asarray(action, jnp.float32))
     if self.solver.impl == 'c':
-      data = self._mujoco_c.step(data, data.ctrl)
+      data = self._mujoco_c.step(data)
     else:
       data = jax.lax.fori_loop(
           0, self.frame_skip, lambda _, d: mjx.step(self.mjx_model, d), data)

@@ -60,7 +60,7 @@ class Stepper:
   def host_step(self, state, ctrl):
     """Steps every state of the batch (``FIELDS`` concatenated on the last axis, any
     leading shape) under ``ctrl``; returns the new states alike, in the input's dtype."""
-    state, ctrl = np.array(state, copy=True), np.array(ctrl, copy=True)
+    state, ctrl = np.asarray(state), np.asarray(ctrl)
     flat = state.reshape(-1, state.shape[-1])
     ctrl = ctrl.reshape(-1, ctrl.shape[-1])
     out = np.empty_like(flat)
@@ -78,14 +78,12 @@ class Stepper:
       self._pool.put(data)
     return out.reshape(state.shape)
 
-  def step(self, data, ctrl: jax.Array):
-    """The MJX ``data`` after ``frame_skip`` steps of MuJoCo C under ``ctrl`` (only
+  def step(self, data):
+    """The MJX ``data`` after ``frame_skip`` steps of MuJoCo C under its ``ctrl`` (only
     ``FIELDS`` and ``ctrl`` are meaningful); the fields go to the host packed in one
     array [..., nq + 2 nv + 1] and come back alike."""
     state = jnp.concatenate([jnp.atleast_1d(getattr(data, name)) for name in FIELDS])
     state = jax.pure_callback(self.host_step, jax.ShapeDtypeStruct(state.shape, state.dtype),
-                              state, jnp.asarray(ctrl, state.dtype),
-                              vmap_method='broadcast_all')
+                              state, data.ctrl, vmap_method='broadcast_all')
     qpos, qvel, warmstart, time = jnp.split(state, np.cumsum(self.sizes)[:-1])
-    return data.replace(qpos=qpos, qvel=qvel, qacc_warmstart=warmstart, time=time[0],
-                        ctrl=ctrl)
+    return data.replace(qpos=qpos, qvel=qvel, qacc_warmstart=warmstart, time=time[0])
